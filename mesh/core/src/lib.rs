@@ -1,0 +1,35 @@
+//! # mesh-core
+//!
+//! The deterministic heart of gatemesh: plain data and pure functions, with
+//! time and randomness passed in by the caller. Nothing here opens a socket,
+//! spawns a task or reads a clock; CI checks that this crate has no tokio,
+//! quinn, hyper or axum in its dependency tree.
+//!
+//! ## Layout
+//! - [`id`]: typed identifiers (`RegionId`, `NodeId`, `OrchestratorId`).
+//! - [`pipeline`]: the AI pipelines, their capability ids, default models and
+//!   price units.
+//! - [`capability`]: the Livepeer capability bitstring, per-model constraints
+//!   and go-livepeer's compatibility rules.
+//! - [`pricing`]: wei prices as exact rationals.
+//! - [`orchestrator`]: what `GetOrchestrator` told us about one orchestrator.
+//! - [`job`]: a validated job, its attribution and its typed errors.
+//!
+//! ## What this crate is not
+//! It does not speak protobuf (the `livepeer` crate converts wire messages to
+//! these types) and it does not know HTTP.
+#![warn(missing_docs)]
+
+pub mod capability;
+pub mod id;
+pub mod job;
+pub mod orchestrator;
+pub mod pipeline;
+pub mod pricing;
+
+pub use capability::{Capabilities, CapabilityId, CapabilitySet, Incompatibility, ModelConstraint};
+pub use id::{NodeId, OrchestratorId, RegionId};
+pub use job::{Attribution, Fault, FormPart, JobBody, JobError, JobSpec};
+pub use orchestrator::{CapabilityPrice, GpuInfo, OrchestratorInfo};
+pub use pipeline::{BodyKind, Pipeline, PriceUnit};
+pub use pricing::WeiPrice;
