@@ -1,1 +1,71 @@
-//! placeholder
+//! # api
+//!
+//! gatemesh's public HTTP API as axum routers. The `node` crate serves them
+//! over HTTPS; this crate only builds [`axum::Router`]s and talks to the rest
+//! of the gateway through the small traits in [`ports`], so every handler is
+//! tested with fakes.
+//!
+//! ## Table of contents
+//! - [`public_router`] / [`PublicState`]: the application-facing API —
+//!   `POST /<pipeline>` for the nine batch pipelines with the bodies of
+//!   ai-runner's published `gateway.openapi.yaml` (so the `livepeer-ai` SDKs
+//!   work unchanged), `GET /media/{id}`, `GET /healthz`, `GET /readyz`.
+//! - [`routes`]: the handlers ([`routes::jobs`], [`routes::media`],
+//!   [`routes::health`]) and the `x-request-id` middleware.
+//! - [`validate`]: per-pipeline typed request structs, required-field and type
+//!   checks, defaults, and the price units of protocol §2.2 → `JobSpec`.
+//! - [`probe`]: image sizes (PNG/JPEG/GIF/WebP/BMP) and WAV durations from
+//!   untrusted bytes.
+//! - [`error`]: [`ApiError`] and the ONE error-to-response mapping, including
+//!   the dual error envelope `{"detail":{"msg"},"error":{"message","code"}}`.
+//! - [`config`]: [`ApiConfig`] (body limits, deadline, base URL, pipelines).
+//! - [`ports`]: what the API needs from the gateway (`JobRunner`,
+//!   `MediaStore`, `Readiness`, `Authenticator`).
+//!
+//! ## Headers
+//! Every response carries `x-request-id` (the client's own when it is 1–128
+//! bytes of `[A-Za-z0-9_-]`, else a fresh UUID v4). Job responses also carry
+//! `x-gatemesh-orchestrator`, `x-gatemesh-region` (when known) and
+//! `x-gatemesh-attempts`.
+
+pub mod config;
+pub mod error;
+pub mod ports;
+pub mod probe;
+pub mod routes;
+pub mod validate;
+
+use std::sync::Arc;
+
+pub use config::{ApiConfig, ConfigError};
+pub use error::{ApiError, FieldIssue};
+pub use routes::{RequestId, public_router};
+
+pub use ports::{
+    Authenticator, Caller, JobOutput, JobRunner, MediaObject, MediaStore, Readiness,
+    ReadinessReport, RequestContext,
+};
+
+/// Everything the public router's handlers share. [`public_router`] puts it
+/// behind one `Arc`, so a request clones a pointer, not the config.
+#[derive(Clone)]
+pub struct PublicState {
+    /// Runs validated jobs.
+    pub jobs: Arc<dyn JobRunner>,
+    /// Serves re-hosted result media.
+    pub media: Arc<dyn MediaStore>,
+    /// Answers `/readyz`.
+    pub readiness: Arc<dyn Readiness>,
+    /// Checks bearer keys.
+    pub authenticator: Arc<dyn Authenticator>,
+    /// Limits, deadline, base URL, offered pipelines.
+    pub config: ApiConfig,
+}
+
+impl std::fmt::Debug for PublicState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublicState")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}

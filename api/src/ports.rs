@@ -11,8 +11,11 @@ use mesh_core::{Attribution, JobError, JobSpec};
 /// Runs validated jobs: picks orchestrators, retries, fails over.
 pub trait JobRunner: Send + Sync + 'static {
     /// Runs one job to completion or to the start of its stream.
-    fn run(&self, job: JobSpec, context: RequestContext)
-    -> BoxFuture<'static, Result<JobOutput, JobError>>;
+    fn run(
+        &self,
+        job: JobSpec,
+        context: RequestContext,
+    ) -> BoxFuture<'static, Result<JobOutput, JobError>>;
 }
 
 /// Per-request facts the runner needs besides the job.
@@ -23,7 +26,8 @@ pub struct RequestContext {
     /// Scheme and authority under which this gateway's media URLs are served,
     /// e.g. `https://127.0.0.1:8443` (no trailing slash).
     pub public_base_url: String,
-    /// How long the whole request may take.
+    /// How long the job may still take: the configured request deadline
+    /// minus the time already spent reading and parsing the request.
     pub deadline: Duration,
     /// The authenticated caller.
     pub caller: Caller,

@@ -1,0 +1,309 @@
+//! `POST /<pipeline>`: authenticate, check the content type and size, parse
+//! into a [`mesh_core::JobSpec`], run it, and relay the answer (JSON, or SSE
+//! chunk by chunk). One log line per request.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use mesh_core::{Attribution, BodyKind, JobError, Pipeline};
+
+use crate::PublicState;
+use crate::error::ApiError;
+use crate::ports::{Caller, JobOutput, RequestContext};
+use crate::routes::RequestId;
+use crate::validate;
+
+/// Response header naming the orchestrator that served the job.
+pub const ORCHESTRATOR_HEADER: &str = "x-gatemesh-orchestrator";
+/// Response header naming the region of the node that ran the job.
+pub const REGION_HEADER: &str = "x-gatemesh-region";
+/// Response header with the number of orchestrator attempts.
+pub const ATTEMPTS_HEADER: &str = "x-gatemesh-attempts";
+
+/// What the log line says about a job besides status and time.
+#[derive(Debug, Default)]
+struct JobFacts {
+    model_id: Option<String>,
+    orchestrator: Option<String>,
+    attempts: Option<u32>,
+}
+
+/// Handles one job request end to end and logs it.
+pub(crate) async fn handle(
+    state: Arc<PublicState>,
+    pipeline: Pipeline,
+    request: Request,
+) -> Response {
+    let started = Instant::now();
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map(|id| id.0.clone())
+        .unwrap_or_default();
+    let mut facts = JobFacts::default();
+    let outcome = run(&state, pipeline, &request_id, request, &mut facts).await;
+    let (response, error) = match outcome {
+        Ok(response) => (response, None),
+        Err(error) => {
+            // The full text, including internal causes clients never see.
+            let text = error.to_string();
+            (error.into_response(), Some(text))
+        }
+    };
+    let status = response.status().as_u16();
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let model_id = facts.model_id.as_deref().unwrap_or("");
+    let orchestrator = facts.orchestrator.as_deref().unwrap_or("");
+    let attempts = facts.attempts.unwrap_or(0);
+    let error = error.as_deref().unwrap_or("");
+    if status >= 500 {
+        tracing::warn!(
+            request_id,
+            pipeline = pipeline.as_str(),
+            model_id,
+            status,
+            orchestrator,
+            attempts,
+            elapsed_ms,
+            error,
+            "job request"
+        );
+    } else {
+        tracing::info!(
+            request_id,
+            pipeline = pipeline.as_str(),
+            model_id,
+            status,
+            orchestrator,
+            attempts,
+            elapsed_ms,
+            error,
+            "job request"
+        );
+    }
+    response
+}
+
+async fn run(
+    state: &PublicState,
+    pipeline: Pipeline,
+    request_id: &str,
+    request: Request,
+    facts: &mut JobFacts,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    if !pipeline.is_batch() || !state.config.offers(pipeline) {
+        return Err(ApiError::PipelineNotOffered(pipeline.as_str().to_owned()));
+    }
+    let (parts, body) = request.into_parts();
+    let caller = authenticate(state, &parts.headers)?;
+
+    let kind = pipeline.body_kind();
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let (limit, expected) = match kind {
+        BodyKind::Json => (state.config.max_json_body_bytes, "application/json"),
+        BodyKind::Multipart => (state.config.max_multipart_body_bytes, "multipart/form-data"),
+    };
+    if essence != expected {
+        return Err(ApiError::UnsupportedMediaType {
+            found: content_type.chars().take(100).collect(),
+            expected,
+        });
+    }
+    let boundary = match kind {
+        BodyKind::Json => None,
+        BodyKind::Multipart => Some(
+            multer::parse_boundary(content_type)
+                .map_err(|e| ApiError::MalformedMultipart(e.to_string()))?,
+        ),
+    };
+    let declared_length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_length.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::BodyTooLarge { limit_bytes: limit });
+    }
+    let bytes = read_body(body, limit).await?;
+
+    let job = match boundary {
+        None => validate::job_from_json(pipeline, &bytes)?,
+        Some(boundary) => {
+            let form = validate::read_multipart(bytes, &boundary).await?;
+            validate::job_from_parts(pipeline, form)?
+        }
+    };
+    facts.model_id = Some(job.model_id.clone());
+
+    // The runner gets what is left of the request's deadline after reading
+    // and parsing the body, so its own timeouts fire before ours.
+    let deadline = state.config.request_deadline();
+    let remaining = deadline.saturating_sub(started.elapsed());
+    let context = RequestContext {
+        request_id: request_id.to_owned(),
+        public_base_url: public_base_url(state, &parts.headers, &parts.uri),
+        deadline: remaining,
+        caller,
+    };
+    let output = tokio::time::timeout(remaining, state.jobs.run(job, context))
+        .await
+        .map_err(|_| deadline_error(deadline))??;
+    match output {
+        JobOutput::Complete { attribution, body } => {
+            note(facts, &attribution);
+            let mut response = (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                body,
+            )
+                .into_response();
+            attribution_headers(response.headers_mut(), &attribution);
+            Ok(response)
+        }
+        JobOutput::Stream {
+            attribution,
+            mut chunks,
+        } => {
+            note(facts, &attribution);
+            // Wait for the first chunk so a stream that fails before sending
+            // anything still gets a proper error status.
+            let remaining = deadline.saturating_sub(started.elapsed());
+            let first = tokio::time::timeout(remaining, chunks.next())
+                .await
+                .map_err(|_| deadline_error(deadline))?;
+            let first = match first {
+                Some(Ok(bytes)) => Some(bytes),
+                Some(Err(error)) => return Err(ApiError::Job(error)),
+                None => None,
+            };
+            let id = request_id.to_owned();
+            let rest = chunks
+                .take_while(move |item| {
+                    if let Err(error) = item {
+                        // Bytes already reached the client: no retry, no
+                        // error status; end the stream and say why here.
+                        tracing::warn!(request_id = id, %error, "job stream ended by an error");
+                    }
+                    std::future::ready(item.is_ok())
+                })
+                .filter_map(|item| std::future::ready(item.ok()));
+            let stream = futures_util::stream::iter(first)
+                .chain(rest)
+                .map(Ok::<Bytes, std::convert::Infallible>);
+            let mut response = (
+                StatusCode::OK,
+                [
+                    (
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/event-stream"),
+                    ),
+                    (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+                ],
+                Body::from_stream(stream),
+            )
+                .into_response();
+            response
+                .headers_mut()
+                .insert("x-accel-buffering", HeaderValue::from_static("no"));
+            attribution_headers(response.headers_mut(), &attribution);
+            Ok(response)
+        }
+    }
+}
+
+fn deadline_error(deadline: Duration) -> ApiError {
+    ApiError::Job(JobError::DeadlineExceeded {
+        deadline_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
+fn authenticate(state: &PublicState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(ApiError::MissingKey)?
+        .to_str()
+        .map_err(|_| ApiError::UnknownKey)?;
+    let (scheme, key) = value.trim().split_once(' ').ok_or(ApiError::MissingKey)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::MissingKey);
+    }
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(ApiError::MissingKey);
+    }
+    state
+        .authenticator
+        .authenticate(key)
+        .ok_or(ApiError::UnknownKey)
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::BodyTooLarge { limit_bytes: limit })
+        }
+        Err(error) => Err(ApiError::BodyRead(error.to_string())),
+    }
+}
+
+/// `https://<host>` from the configured base URL or the request's host.
+fn public_base_url(state: &PublicState, headers: &HeaderMap, uri: &axum::http::Uri) -> String {
+    if let Some(url) = &state.config.public_base_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+        .filter(|host| is_sane_host(host))
+        .unwrap_or("localhost");
+    format!("https://{host}")
+}
+
+/// A host\[:port\] we may put in URLs we hand out: letters, digits, `.-_:`
+/// and IPv6 brackets, at most 255 bytes.
+fn is_sane_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']')
+        })
+}
+
+fn note(facts: &mut JobFacts, attribution: &Attribution) {
+    facts.orchestrator = Some(attribution.orchestrator.to_string());
+    facts.attempts = Some(attribution.attempts);
+}
+
+fn attribution_headers(headers: &mut HeaderMap, attribution: &Attribution) {
+    if let Ok(value) = HeaderValue::from_str(attribution.orchestrator.as_str()) {
+        headers.insert(ORCHESTRATOR_HEADER, value);
+    }
+    if let Some(region) = &attribution.region
+        && let Ok(value) = HeaderValue::from_str(region.as_str())
+    {
+        headers.insert(REGION_HEADER, value);
+    }
+    headers.insert(ATTEMPTS_HEADER, HeaderValue::from(attribution.attempts));
+}
