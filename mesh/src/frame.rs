@@ -1,0 +1,294 @@
+//! Wire framing for every mesh stream.
+//!
+//! A frame is `[u32 big-endian length][version byte][postcard(Frame)]`, where
+//! the length covers the version byte and the body. Readers reject a frame
+//! whose length exceeds the limit they pass (at most [`MAX_FRAME_BYTES`])
+//! before allocating, and reject unknown versions. A bad frame is an error
+//! for that one stream; the caller resets the stream and nothing else.
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Version byte in front of every frame body. Bump it (and keep decoding the
+/// old one) when [`Frame`] changes shape: postcard is not self-describing.
+pub const WIRE_VERSION: u8 = 1;
+
+/// Largest frame any stream accepts: 8 MiB. Forwarded job bodies (an image
+/// for image-to-image, a short audio clip) travel as one frame; anything
+/// larger belongs in object storage, and this bound keeps a peer from making
+/// us allocate more per stream.
+pub const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
+
+/// Largest gossip or push frame: chitchat messages are at most 65,507 B and
+/// push batches are bounded to the same size, plus framing overhead.
+pub const MAX_GOSSIP_FRAME_BYTES: usize = 70 * 1024;
+
+/// Size of the length prefix.
+const LENGTH_PREFIX_BYTES: usize = 4;
+
+/// One message on a mesh stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Frame {
+    /// One chitchat message, in chitchat's own encoding (uni stream).
+    Gossip {
+        /// `ChitchatMessage::serialize_to_vec()`.
+        message: Vec<u8>,
+    },
+    /// Records the sender changed, pushed directly (uni stream). The origin
+    /// is the sender's certificate identity, never a field.
+    Push {
+        /// The sender's generation.
+        generation: u64,
+        /// The records.
+        records: Vec<PushedRecord>,
+    },
+    /// The sender leaves the cluster now (uni stream).
+    Leave {
+        /// The generation that leaves.
+        generation: u64,
+    },
+    /// A forwarded request (first frame of a bi stream).
+    ForwardRequest {
+        /// Caller-chosen id; the receiver runs each id at most once.
+        request_id: u128,
+        /// Time left for the whole exchange, in milliseconds.
+        deadline_ms: u64,
+        /// Opaque request bytes.
+        body: Vec<u8>,
+    },
+    /// A piece of a forwarded response.
+    ResponseChunk {
+        /// Opaque response bytes.
+        bytes: Vec<u8>,
+    },
+    /// The forwarded response is complete.
+    ResponseEnd,
+    /// The forwarded request failed on the peer.
+    ResponseError {
+        /// Why.
+        kind: RemoteFailure,
+        /// Human-readable detail.
+        message: String,
+    },
+}
+
+/// One record in a [`Frame::Push`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushedRecord {
+    /// Record key.
+    pub key: String,
+    /// Per-generation sequence number; higher wins.
+    pub seq: u64,
+    /// Opaque value.
+    pub value: Vec<u8>,
+}
+
+/// Why a forwarded request failed on the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RemoteFailure {
+    /// The peer has no forward handler registered.
+    NoHandler,
+    /// The request id was already seen; it was not run again.
+    Duplicate,
+    /// The deadline passed on the peer.
+    DeadlineExceeded,
+    /// The handler reported an error.
+    Handler,
+}
+
+/// A frame that could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The stream failed.
+    #[error("stream I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// The length prefix announced more than the limit.
+    #[error("frame of {len} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// Announced length.
+        len: usize,
+        /// The limit in force.
+        limit: usize,
+    },
+    /// The stream ended inside a frame.
+    #[error("stream ended inside a frame")]
+    Truncated,
+    /// A zero-length frame (no version byte).
+    #[error("empty frame")]
+    Empty,
+    /// A version byte we don't speak.
+    #[error("unsupported wire version {0}")]
+    UnsupportedVersion(u8),
+    /// The body is not a valid postcard [`Frame`].
+    #[error("malformed frame body: {0}")]
+    Malformed(#[from] postcard::Error),
+}
+
+/// Encodes a frame with its length prefix and version byte.
+pub fn encode(frame: &Frame) -> Result<Vec<u8>, FrameError> {
+    let mut out = vec![0u8; LENGTH_PREFIX_BYTES];
+    out.push(WIRE_VERSION);
+    let mut out = postcard::to_extend(frame, out)?;
+    let len = out.len() - LENGTH_PREFIX_BYTES;
+    if len > MAX_FRAME_BYTES {
+        return Err(FrameError::TooLarge {
+            len,
+            limit: MAX_FRAME_BYTES,
+        });
+    }
+    // `len <= MAX_FRAME_BYTES` fits in u32.
+    out[..LENGTH_PREFIX_BYTES].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(out)
+}
+
+/// Decodes one frame body (version byte + postcard), without the prefix.
+pub fn decode_body(body: &[u8]) -> Result<Frame, FrameError> {
+    let (&version, rest) = body.split_first().ok_or(FrameError::Empty)?;
+    if version != WIRE_VERSION {
+        return Err(FrameError::UnsupportedVersion(version));
+    }
+    Ok(postcard::from_bytes(rest)?)
+}
+
+/// Writes one frame.
+pub async fn write_frame<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    frame: &Frame,
+) -> Result<(), FrameError> {
+    writer.write_all(&encode(frame)?).await?;
+    Ok(())
+}
+
+/// Reads one frame of at most `limit` bytes. `Ok(None)` means the stream
+/// ended cleanly between frames.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    limit: usize,
+) -> Result<Option<Frame>, FrameError> {
+    let mut prefix = [0u8; LENGTH_PREFIX_BYTES];
+    let mut filled = 0;
+    while filled < LENGTH_PREFIX_BYTES {
+        let n = reader.read(&mut prefix[filled..]).await?;
+        if n == 0 {
+            return if filled == 0 {
+                Ok(None)
+            } else {
+                Err(FrameError::Truncated)
+            };
+        }
+        filled += n;
+    }
+    let len = u32::from_be_bytes(prefix) as usize;
+    let limit = limit.min(MAX_FRAME_BYTES);
+    if len > limit {
+        return Err(FrameError::TooLarge { len, limit });
+    }
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            FrameError::Truncated
+        } else {
+            FrameError::Io(e)
+        }
+    })?;
+    decode_body(&body).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<Frame> {
+        vec![
+            Frame::Gossip {
+                message: vec![1, 2, 3],
+            },
+            Frame::Push {
+                generation: 7,
+                records: vec![PushedRecord {
+                    key: "obs".into(),
+                    seq: 3,
+                    value: vec![9; 100],
+                }],
+            },
+            Frame::ForwardRequest {
+                request_id: u128::MAX,
+                deadline_ms: 1500,
+                body: b"hello".to_vec(),
+            },
+            Frame::ResponseEnd,
+            Frame::ResponseError {
+                kind: RemoteFailure::Duplicate,
+                message: "x".into(),
+            },
+        ]
+    }
+
+    #[tokio::test]
+    async fn frames_round_trip_back_to_back() {
+        let mut wire = Vec::new();
+        for frame in sample() {
+            write_frame(&mut wire, &frame).await.unwrap();
+        }
+        let mut reader = &wire[..];
+        for frame in sample() {
+            let got = read_frame(&mut reader, MAX_FRAME_BYTES).await.unwrap();
+            assert_eq!(got, Some(frame));
+        }
+        assert!(
+            read_frame(&mut reader, MAX_FRAME_BYTES)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn garbage_and_oversized_frames_are_errors() {
+        let oversized = (MAX_FRAME_BYTES as u32 + 1).to_be_bytes();
+        let too_big = read_frame(&mut &oversized[..], MAX_FRAME_BYTES).await;
+        assert!(matches!(too_big, Err(FrameError::TooLarge { .. })));
+
+        let small_limit = encode(&Frame::Gossip {
+            message: vec![0; 200],
+        })
+        .unwrap();
+        assert!(matches!(
+            read_frame(&mut &small_limit[..], 100).await,
+            Err(FrameError::TooLarge { .. })
+        ));
+
+        let truncated = [0, 0, 0, 10, WIRE_VERSION, 0];
+        assert!(matches!(
+            read_frame(&mut &truncated[..], 100).await,
+            Err(FrameError::Truncated)
+        ));
+        let bad_version = [0, 0, 0, 2, 99, 0];
+        assert!(matches!(
+            read_frame(&mut &bad_version[..], 100).await,
+            Err(FrameError::UnsupportedVersion(99))
+        ));
+        let bad_body = [0, 0, 0, 3, WIRE_VERSION, 200, 200];
+        assert!(matches!(
+            read_frame(&mut &bad_body[..], 100).await,
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            read_frame(&mut &[0u8, 0, 0, 0][..], 100).await,
+            Err(FrameError::Empty)
+        ));
+        // Pseudo-random garbage never panics.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..2_000 {
+            let mut bytes = Vec::new();
+            for _ in 0..(state % 64) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                bytes.push(state as u8);
+            }
+            let _ = decode_body(&bytes);
+            let _ = read_frame(&mut &bytes[..], 1024).await;
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! Counters for the mesh (exported by `node` as Prometheus metrics).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Live counters; every field only grows.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) gossip_sent: AtomicU64,
+    pub(crate) gossip_send_failed: AtomicU64,
+    pub(crate) gossip_send_dropped: AtomicU64,
+    pub(crate) gossip_recv_dropped: AtomicU64,
+    pub(crate) push_sent: AtomicU64,
+    pub(crate) push_dropped: AtomicU64,
+    pub(crate) records_accepted: AtomicU64,
+    pub(crate) frames_rejected: AtomicU64,
+    pub(crate) forwards_served: AtomicU64,
+    pub(crate) forwards_duplicate: AtomicU64,
+}
+
+/// A copy of the mesh counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MeshStats {
+    /// Gossip messages written to a stream.
+    pub gossip_sent_total: u64,
+    /// Gossip sends that failed (dial or stream error).
+    pub gossip_send_failed_total: u64,
+    /// Gossip sends dropped because all send slots were busy.
+    pub gossip_send_dropped_total: u64,
+    /// Received gossip dropped because chitchat's queue was full.
+    pub gossip_recv_dropped_total: u64,
+    /// Push frames sent to peers.
+    pub push_sent_total: u64,
+    /// Record updates not pushed because the push queue was full.
+    pub push_dropped_total: u64,
+    /// Record versions accepted into the local store (any path).
+    pub records_accepted_total: u64,
+    /// Streams closed because of a bad or unexpected frame.
+    pub frames_rejected_total: u64,
+    /// Forwarded requests run by the local handler.
+    pub forwards_served_total: u64,
+    /// Forwarded requests refused as duplicates.
+    pub forwards_duplicate_total: u64,
+}
+
+impl Stats {
+    pub(crate) fn snapshot(&self) -> MeshStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        MeshStats {
+            gossip_sent_total: get(&self.gossip_sent),
+            gossip_send_failed_total: get(&self.gossip_send_failed),
+            gossip_send_dropped_total: get(&self.gossip_send_dropped),
+            gossip_recv_dropped_total: get(&self.gossip_recv_dropped),
+            push_sent_total: get(&self.push_sent),
+            push_dropped_total: get(&self.push_dropped),
+            records_accepted_total: get(&self.records_accepted),
+            frames_rejected_total: get(&self.frames_rejected),
+            forwards_served_total: get(&self.forwards_served),
+            forwards_duplicate_total: get(&self.forwards_duplicate),
+        }
+    }
+}
