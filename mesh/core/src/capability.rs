@@ -373,6 +373,9 @@ mod tests {
     fn undefined_version_fails_a_minimum() {
         assert_eq!(compare_versions("undefined", "0.1.0"), None);
         assert_eq!(compare_versions("", "0.1.0"), None);
-        assert_eq!(compare_versions("v0.10.0", "0.9.9"), Some(Ordering::Greater));
+        assert_eq!(
+            compare_versions("v0.10.0", "0.9.9"),
+            Some(Ordering::Greater)
+        );
     }
 }

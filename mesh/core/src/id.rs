@@ -199,9 +199,20 @@ mod tests {
             ("HTTPS://[::1]:7000", "https://[::1]:7000"),
         ];
         for (input, expected) in cases {
-            assert_eq!(OrchestratorId::parse(input).unwrap().as_str(), expected, "{input}");
+            assert_eq!(
+                OrchestratorId::parse(input).unwrap().as_str(),
+                expected,
+                "{input}"
+            );
         }
-        for bad in ["", "ftp://x", "https://", "https://a/b", "a:notaport", "https://u@h:1"] {
+        for bad in [
+            "",
+            "ftp://x",
+            "https://",
+            "https://a/b",
+            "a:notaport",
+            "https://u@h:1",
+        ] {
             assert!(OrchestratorId::parse(bad).is_err(), "{bad}");
         }
     }

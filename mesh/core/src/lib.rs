@@ -14,6 +14,13 @@
 //! - [`pricing`]: wei prices as exact rationals.
 //! - [`orchestrator`]: what `GetOrchestrator` told us about one orchestrator.
 //! - [`job`]: a validated job, its attribution and its typed errors.
+//! - [`fixture`]: `OrchestratorInfo` builders for simulations, tests, benches.
+//! - [`hlc`]: hybrid logical clock; versions of records and CRDT markers.
+//! - [`view`]: per-observer observation records (single writer, highest
+//!   version wins), the cluster-wide blocklist (`crdts::Orswot`), and
+//!   [`ViewSnapshot`], the per-orchestrator aggregate that routing reads.
+//! - [`route`]: `pick`, the pure routing function (filter, score, two random
+//!   choices, exploration, failover plan), and outlier ejection.
 //!
 //! ## What this crate is not
 //! It does not speak protobuf (the `livepeer` crate converts wire messages to
@@ -21,15 +28,28 @@
 #![warn(missing_docs)]
 
 pub mod capability;
+pub mod fixture;
+pub mod hlc;
 pub mod id;
 pub mod job;
 pub mod orchestrator;
 pub mod pipeline;
 pub mod pricing;
+pub mod route;
+pub mod view;
 
 pub use capability::{Capabilities, CapabilityId, CapabilitySet, Incompatibility, ModelConstraint};
+pub use hlc::{Hlc, HlcClock, HlcError};
 pub use id::{NodeId, OrchestratorId, RegionId};
 pub use job::{Attribution, Fault, FormPart, JobBody, JobError, JobSpec};
 pub use orchestrator::{CapabilityPrice, GpuInfo, OrchestratorInfo};
 pub use pipeline::{BodyKind, Pipeline, PriceUnit};
 pub use pricing::WeiPrice;
+pub use route::{
+    Candidate, EjectionPolicy, JobRequirements, LocalState, PickReason, RouteConfig, RoutePlan,
+    Tier, pick, pick_with,
+};
+pub use view::{
+    ErrorClass, MergeOutcome, ObservationRecord, OrchestratorSummary, RecordError, View, ViewError,
+    ViewSnapshot,
+};

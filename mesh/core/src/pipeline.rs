@@ -158,10 +158,9 @@ impl Pipeline {
     pub const fn price_unit(self) -> PriceUnit {
         match self {
             Self::TextToImage => PriceUnit::OutputPixels,
-            Self::ImageToImage
-            | Self::Upscale
-            | Self::SegmentAnything2
-            | Self::ImageToText => PriceUnit::InputPixels,
+            Self::ImageToImage | Self::Upscale | Self::SegmentAnything2 | Self::ImageToText => {
+                PriceUnit::InputPixels
+            }
             Self::ImageToVideo => PriceUnit::VideoPixels,
             Self::AudioToText => PriceUnit::AudioMilliseconds,
             Self::Llm => PriceUnit::MaxTokens,
@@ -206,7 +205,10 @@ mod tests {
     fn names_round_trip_and_capabilities_are_unique() {
         for pipeline in Pipeline::ALL {
             assert_eq!(pipeline.as_str().parse::<Pipeline>(), Ok(pipeline));
-            assert_eq!(Pipeline::from_capability(pipeline.capability()), Some(pipeline));
+            assert_eq!(
+                Pipeline::from_capability(pipeline.capability()),
+                Some(pipeline)
+            );
         }
         assert!("text-to-music".parse::<Pipeline>().is_err());
     }

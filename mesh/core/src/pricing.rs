@@ -93,6 +93,9 @@ mod tests {
     #[test]
     fn cost_rounds_up_and_saturates() {
         assert_eq!(WeiPrice::new(1, 3).unwrap().cost_wei(10), 4);
-        assert_eq!(WeiPrice::new(i64::MAX, 1).unwrap().cost_wei(u64::MAX), u128::from(u64::MAX) * (i64::MAX as u128));
+        assert_eq!(
+            WeiPrice::new(i64::MAX, 1).unwrap().cost_wei(u64::MAX),
+            u128::from(u64::MAX) * (i64::MAX as u128)
+        );
     }
 }

@@ -1,0 +1,728 @@
+//! Routing: a pure function from (job, view snapshot, local state, rng) to an
+//! ordered plan of orchestrators to try, then nodes of other regions to
+//! forward to.
+//!
+//! 1. **Filter** the snapshot's offers for (pipeline, model): blocklist,
+//!    ejection (any node's), price cap, excluded GPUs, allowed regions, jobs
+//!    already tried, cold models unless allowed.
+//! 2. **Score** (lower is better, in milliseconds): expected latency *from
+//!    this region* ÷ reliability × load factor × price factor × GPU factor.
+//!    Latency comes from this region's observations; without them, from
+//!    another region's job latency corrected by probe round trips; without
+//!    those, a prior (median of the known ones × a penalty). Other regions'
+//!    outcomes count as health evidence (reliability), never as latency.
+//! 3. **Tier**: warm and observed from here; warm, seen only from other
+//!    regions; warm but unreliable; cold (only if allowed). Failover walks
+//!    the tiers in order.
+//! 4. **Pick** the first attempt by two random choices among the best
+//!    `top_k` of the best tier, or, with a small probability, explore an
+//!    orchestrator with few samples from this region. The rest follow in
+//!    score order.
+//!
+//! Traffic returns home without oscillating because home orchestrators are
+//! only ever removed by ejection (growing backoff, lifted early by a
+//! successful probe) or by a low decayed success rate that recovers with the
+//! decay half-life; there is no per-pick flip-flop state.
+
+mod outlier;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use rand_core::Rng;
+
+pub use outlier::EjectionPolicy;
+
+use crate::id::{NodeId, OrchestratorId, RegionId};
+use crate::pipeline::Pipeline;
+use crate::pricing::WeiPrice;
+use crate::view::{Offer, ViewSnapshot};
+
+/// What a job needs from an orchestrator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRequirements {
+    /// The pipeline.
+    pub pipeline: Pipeline,
+    /// The model.
+    pub model_id: String,
+    /// Highest acceptable price per unit.
+    pub max_price: Option<WeiPrice>,
+    /// GPU name fragments to prefer (case-insensitive substring, e.g. "4090").
+    pub gpu_preferred: Vec<String>,
+    /// GPU name fragments to refuse.
+    pub gpu_excluded: Vec<String>,
+    /// Cold models may be used when no warm one is available.
+    pub allow_cold: bool,
+    /// Only orchestrators whose home region is one of these, and only
+    /// forwarding to these regions (data residency).
+    pub allowed_regions: Option<Vec<RegionId>>,
+    /// Orchestrators not to try (already tried for this job).
+    pub exclude: Vec<OrchestratorId>,
+}
+
+impl JobRequirements {
+    /// Requirements with no constraints beyond (pipeline, model); cold
+    /// models allowed as a fallback.
+    pub fn new(pipeline: Pipeline, model_id: impl Into<String>) -> Self {
+        Self {
+            pipeline,
+            model_id: model_id.into(),
+            max_price: None,
+            gpu_preferred: Vec::new(),
+            gpu_excluded: Vec::new(),
+            allow_cold: true,
+            allowed_regions: None,
+            exclude: Vec::new(),
+        }
+    }
+}
+
+/// What the picking node knows that the snapshot does not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalState {
+    /// This node's region.
+    pub region: RegionId,
+    /// Current time, unix ms.
+    pub now_ms: u64,
+    /// This node's jobs in flight per orchestrator (exact and fresh, unlike
+    /// the gossiped counts).
+    pub in_flight: HashMap<OrchestratorId, u32>,
+    /// Alive nodes per region, for forwarding (this region may be included;
+    /// it is skipped).
+    pub nodes_by_region: BTreeMap<RegionId, Vec<NodeId>>,
+}
+
+impl LocalState {
+    /// A state with no load and no peers.
+    pub fn new(region: RegionId, now_ms: u64) -> Self {
+        Self {
+            region,
+            now_ms,
+            in_flight: HashMap::new(),
+            nodes_by_region: BTreeMap::new(),
+        }
+    }
+}
+
+/// Tuning knobs of [`pick_with`]. The defaults are what [`pick`] uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteConfig {
+    /// Two random choices are drawn among this many best candidates.
+    pub top_k: usize,
+    /// Probability that the first attempt explores an orchestrator with few
+    /// samples from this region (bounded, e.g. 0.03).
+    pub explore_share: f64,
+    /// Below this many decayed successes from this region an orchestrator is
+    /// "little known" and eligible for exploration.
+    pub min_confident_samples: f64,
+    /// Most orchestrator attempts in a plan.
+    pub max_attempts: usize,
+    /// Most forwarding targets in a plan (one node per region).
+    pub max_forward: usize,
+    /// Unknown latency from here = median of known ones × this.
+    pub unknown_latency_penalty: f64,
+    /// Latency assumed when nothing at all is known, ms.
+    pub default_latency_ms: f64,
+    /// Bayesian prior: pseudo-successes.
+    pub prior_successes: f64,
+    /// Bayesian prior: pseudo-failures.
+    pub prior_failures: f64,
+    /// Below this reliability a warm orchestrator drops behind the
+    /// other-region tier.
+    pub degraded_reliability: f64,
+    /// Price weight: the dearest candidate's score is up to `1 + price_weight`
+    /// times worse than the cheapest's.
+    pub price_weight: f64,
+    /// Score multiplier for an orchestrator with a preferred GPU.
+    pub gpu_preferred_factor: f64,
+}
+
+impl Default for RouteConfig {
+    fn default() -> Self {
+        Self {
+            top_k: 4,
+            explore_share: 0.03,
+            min_confident_samples: 3.0,
+            max_attempts: 6,
+            max_forward: 2,
+            unknown_latency_penalty: 1.5,
+            default_latency_ms: 1_000.0,
+            prior_successes: 2.0,
+            prior_failures: 0.5,
+            degraded_reliability: 0.5,
+            price_weight: 0.1,
+            gpu_preferred_factor: 0.8,
+        }
+    }
+}
+
+/// Failover tier, tried in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Tier {
+    /// Warm, observed from this region.
+    Home,
+    /// Warm, observed only by other regions (called directly from here).
+    Remote,
+    /// Warm but with a low decayed success rate.
+    Degraded,
+    /// Cold, observed from this region.
+    ColdHome,
+    /// Cold, elsewhere or unreliable.
+    ColdRemote,
+}
+
+/// Where the expected latency came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatencySource {
+    /// Job latency observed by this region's nodes.
+    OwnRegion,
+    /// Another region's job latency, minus its probe round trip, plus ours.
+    ProbeAdjusted,
+    /// Nothing usable: the prior.
+    Prior,
+}
+
+/// Why a candidate is where it is in the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PickReason {
+    /// First attempt: the better of two random choices among the best.
+    PowerOfTwo,
+    /// First attempt: the only candidate of the best tier.
+    Best,
+    /// First attempt: exploration of a little-known orchestrator.
+    Exploration,
+    /// A later attempt, in tier and score order.
+    Failover,
+}
+
+/// The parts of a score, for debug logs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoreComponents {
+    /// Expected latency from this region, ms.
+    pub latency_ms: f64,
+    /// Its source.
+    pub latency_source: LatencySource,
+    /// Decayed successes observed from this region.
+    pub own_region_samples: f64,
+    /// Posterior success rate over all regions.
+    pub reliability: f64,
+    /// In flight (local + gossiped) ÷ advertised capacity.
+    pub load: f64,
+    /// Multiplier from load.
+    pub load_factor: f64,
+    /// Multiplier from price.
+    pub price_factor: f64,
+    /// Multiplier from GPU preference.
+    pub gpu_factor: f64,
+}
+
+/// One orchestrator in a plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// The orchestrator.
+    pub orchestrator: OrchestratorId,
+    /// Its tier.
+    pub tier: Tier,
+    /// Expected latency from here, ms.
+    pub expected_latency_ms: f64,
+    /// Score (lower is better).
+    pub score: f64,
+    /// Why it is here.
+    pub reason: PickReason,
+    /// How the score was made.
+    pub components: ScoreComponents,
+}
+
+/// How many offers each filter removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FilterCounts {
+    /// Offers of (pipeline, model) in the snapshot.
+    pub offered: u32,
+    /// Blocked.
+    pub blocked: u32,
+    /// Ejected by some node.
+    pub ejected: u32,
+    /// Above the price cap.
+    pub over_price: u32,
+    /// With an excluded GPU.
+    pub gpu_excluded: u32,
+    /// Home region not allowed.
+    pub region_not_allowed: u32,
+    /// Cold and cold not allowed.
+    pub cold_not_allowed: u32,
+    /// In the job's exclude list.
+    pub excluded: u32,
+}
+
+/// The outcome of a pick: try `attempts` in order, then forward.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutePlan {
+    /// Orchestrators to try, best first.
+    pub attempts: Vec<Candidate>,
+    /// Nodes of other regions to forward the job to if every attempt fails,
+    /// best region first.
+    pub forward_to: Vec<(RegionId, NodeId)>,
+    /// What the filters removed.
+    pub filtered: FilterCounts,
+}
+
+impl fmt::Display for RoutePlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.filtered;
+        write!(
+            f,
+            "offered={} blocked={} ejected={} over_price={} gpu_excluded={} region={} cold={} excluded={}",
+            c.offered,
+            c.blocked,
+            c.ejected,
+            c.over_price,
+            c.gpu_excluded,
+            c.region_not_allowed,
+            c.cold_not_allowed,
+            c.excluded
+        )?;
+        for (i, a) in self.attempts.iter().enumerate() {
+            let s = &a.components;
+            write!(
+                f,
+                "\n  #{i} {} {:?}/{:?} score={:.1} latency={:.1}ms ({:?}, n={:.1}) reliability={:.3} load={:.2}×{:.2} price×{:.2} gpu×{:.2}",
+                a.orchestrator,
+                a.tier,
+                a.reason,
+                a.score,
+                s.latency_ms,
+                s.latency_source,
+                s.own_region_samples,
+                s.reliability,
+                s.load,
+                s.load_factor,
+                s.price_factor,
+                s.gpu_factor
+            )?;
+        }
+        for (region, node) in &self.forward_to {
+            write!(f, "\n  forward {region}/{node}")?;
+        }
+        Ok(())
+    }
+}
+
+/// [`pick_with`] with the default [`RouteConfig`].
+pub fn pick<R: Rng + ?Sized>(
+    job: &JobRequirements,
+    snapshot: &ViewSnapshot,
+    local: &LocalState,
+    rng: &mut R,
+) -> RoutePlan {
+    pick_with(job, snapshot, local, &RouteConfig::default(), rng)
+}
+
+struct Scored {
+    offer: usize,
+    tier: Tier,
+    own_latency: f64,
+    score: f64,
+    components: ScoreComponents,
+}
+
+/// Plans where to run `job`. Pure: the same inputs and rng state give the
+/// same plan.
+pub fn pick_with<R: Rng + ?Sized>(
+    job: &JobRequirements,
+    snapshot: &ViewSnapshot,
+    local: &LocalState,
+    config: &RouteConfig,
+    rng: &mut R,
+) -> RoutePlan {
+    let offers = snapshot.offers(job.pipeline, &job.model_id);
+    let local_idx = snapshot.region_index(&local.region);
+    let allowed: Option<Vec<usize>> = job.allowed_regions.as_ref().map(|list| {
+        list.iter()
+            .filter_map(|r| snapshot.region_index(r))
+            .collect()
+    });
+    let mut filtered = FilterCounts {
+        offered: offers.len() as u32,
+        ..FilterCounts::default()
+    };
+    let mut scored: Vec<Scored> = Vec::with_capacity(offers.len());
+    let mut min_price = f64::INFINITY;
+
+    // Local loads by snapshot index: hashing every offer's id would cost
+    // more than binary-searching the few ids with jobs in flight.
+    let local_loads: Option<Vec<u32>> =
+        (!local.in_flight.is_empty() && local.in_flight.len() < offers.len()).then(|| {
+            let mut loads = vec![0u32; snapshot.orchestrators().len()];
+            for (id, &n) in &local.in_flight {
+                if let Some(i) = snapshot.orchestrator_index(id) {
+                    loads[i] = n;
+                }
+            }
+            loads
+        });
+
+    // Latencies known from here (for the prior), and per region the best
+    // healthy evidence for this job (for forwarding).
+    let mut known_latencies: Vec<f64> = Vec::with_capacity(offers.len());
+    let mut region_best = [f64::INFINITY; FORWARD_REGIONS];
+
+    // Pass 1: filters, reliability, load, latency from here when known.
+    for (i, offer) in offers.iter().enumerate() {
+        if let Some(reason) = filter(job, snapshot, local, allowed.as_deref(), offer) {
+            match reason {
+                Filtered::Blocked => filtered.blocked += 1,
+                Filtered::Ejected => filtered.ejected += 1,
+                Filtered::Price => filtered.over_price += 1,
+                Filtered::Gpu => filtered.gpu_excluded += 1,
+                Filtered::Region => filtered.region_not_allowed += 1,
+                Filtered::Cold => filtered.cold_not_allowed += 1,
+                Filtered::Excluded => filtered.excluded += 1,
+            }
+            continue;
+        }
+        let own = local_idx
+            .and_then(|r| offer.by_region.get(r))
+            .copied()
+            .unwrap_or_default();
+        let reliability = (offer.successes + config.prior_successes)
+            / (offer.successes + offer.failures + config.prior_successes + config.prior_failures);
+        let local_load = match &local_loads {
+            Some(loads) => loads.get(offer.orchestrator).copied().unwrap_or(0),
+            None if local.in_flight.is_empty() => 0,
+            None => {
+                let id = &snapshot.orchestrators()[offer.orchestrator].id;
+                local.in_flight.get(id).copied().unwrap_or(0)
+            }
+        };
+        let in_flight = f64::from(local_load.saturating_add(offer.in_flight_remote));
+        let load = in_flight / f64::from(offer.capacity.max(1));
+        let load_factor = 1.0 + load + 2.0 * (load - 1.0).max(0.0);
+        let gpu_factor = if !job.gpu_preferred.is_empty()
+            && offer
+                .gpus_lower
+                .iter()
+                .any(|g| job.gpu_preferred.iter().any(|p| contains_ignore_case(g, p)))
+        {
+            config.gpu_preferred_factor
+        } else {
+            1.0
+        };
+        let observed_here = own.samples > 0.0 || own.probe_rtt_ms > 0.0;
+        let tier = match (
+            offer.warm,
+            observed_here,
+            reliability < config.degraded_reliability,
+        ) {
+            (true, true, false) => Tier::Home,
+            (true, false, false) => Tier::Remote,
+            (true, _, true) => Tier::Degraded,
+            (false, true, false) => Tier::ColdHome,
+            (false, _, _) => Tier::ColdRemote,
+        };
+        min_price = min_price.min(offer.price_per_unit);
+        let own_latency = if own.samples > 0.0 && own.latency_ms > 0.0 {
+            known_latencies.push(own.latency_ms);
+            own.latency_ms
+        } else {
+            f64::NAN
+        };
+        if tier <= Tier::Remote {
+            for (best, l) in region_best.iter_mut().zip(&offer.by_region) {
+                if l.samples > 0.0 && l.latency_ms > 0.0 {
+                    *best = best.min(l.latency_ms / reliability.max(0.01));
+                }
+            }
+        }
+        scored.push(Scored {
+            offer: i,
+            tier,
+            own_latency,
+            score: 0.0,
+            components: ScoreComponents {
+                latency_ms: own_latency,
+                latency_source: LatencySource::OwnRegion,
+                own_region_samples: own.samples,
+                reliability,
+                load,
+                load_factor,
+                price_factor: 1.0,
+                gpu_factor,
+            },
+        });
+    }
+    if scored.is_empty() {
+        return RoutePlan {
+            attempts: Vec::new(),
+            forward_to: forward_targets(job, snapshot, local, config, &region_best, rng),
+            filtered,
+        };
+    }
+
+    // Pass 2: priors for unknown latency, price factor, score.
+    // The prior is only needed when some latency from here is unknown.
+    let prior = if known_latencies.len() < scored.len() {
+        prior_latency(&mut known_latencies, config)
+    } else {
+        config.default_latency_ms
+    };
+    for s in &mut scored {
+        let offer = &offers[s.offer];
+        if s.own_latency.is_nan() {
+            let (latency, source) = match local_idx.and_then(|r| probe_adjusted(offer, r)) {
+                Some(l) => (l, LatencySource::ProbeAdjusted),
+                None => (prior, LatencySource::Prior),
+            };
+            s.components.latency_ms = latency;
+            s.components.latency_source = source;
+        }
+        let relative = if min_price > 0.0 {
+            (offer.price_per_unit / min_price - 1.0).clamp(0.0, 1.0)
+        } else if offer.price_per_unit > 0.0 {
+            1.0
+        } else {
+            0.0
+        };
+        s.components.price_factor = 1.0 + config.price_weight * relative;
+        let c = &s.components;
+        s.score =
+            c.latency_ms / c.reliability.max(0.01) * c.load_factor * c.price_factor * c.gpu_factor;
+    }
+    // Only the head of the order is ever used: sort just that, on small
+    // integer keys (scores are finite and non-negative, so their bits order
+    // like the numbers).
+    let mut ranked: Vec<(Tier, u64, u32)> = scored
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let score = if s.score.is_finite() {
+                s.score.max(0.0)
+            } else {
+                f64::MAX
+            };
+            (s.tier, score.to_bits(), i as u32)
+        })
+        .collect();
+    let head = config.max_attempts.max(config.top_k).max(1);
+    if ranked.len() > head {
+        ranked.select_nth_unstable(head - 1);
+        ranked[..head].sort_unstable();
+    } else {
+        ranked.sort_unstable();
+    }
+
+    let (first, reason) = choose_first(&scored, &ranked, config, rng);
+    let mut attempts = Vec::with_capacity(config.max_attempts.min(ranked.len()));
+    let order = std::iter::once(first).chain((0..ranked.len()).filter(|&r| r != first));
+    for (n, r) in order.take(config.max_attempts).enumerate() {
+        let s = &scored[ranked[r].2 as usize];
+        attempts.push(Candidate {
+            orchestrator: snapshot.orchestrators()[offers[s.offer].orchestrator]
+                .id
+                .clone(),
+            tier: s.tier,
+            expected_latency_ms: s.components.latency_ms,
+            score: s.score,
+            reason: if n == 0 { reason } else { PickReason::Failover },
+            components: s.components,
+        });
+    }
+    RoutePlan {
+        attempts,
+        forward_to: forward_targets(job, snapshot, local, config, &region_best, rng),
+        filtered,
+    }
+}
+
+enum Filtered {
+    Blocked,
+    Ejected,
+    Price,
+    Gpu,
+    Region,
+    Cold,
+    Excluded,
+}
+
+fn filter(
+    job: &JobRequirements,
+    snapshot: &ViewSnapshot,
+    local: &LocalState,
+    allowed: Option<&[usize]>,
+    offer: &Offer,
+) -> Option<Filtered> {
+    if offer.blocked {
+        return Some(Filtered::Blocked);
+    }
+    if offer.ejected_until_ms > local.now_ms {
+        return Some(Filtered::Ejected);
+    }
+    if !offer.warm && !job.allow_cold {
+        return Some(Filtered::Cold);
+    }
+    if let (Some(max), Some(price)) = (job.max_price, offer.price)
+        && price > max
+    {
+        return Some(Filtered::Price);
+    }
+    if !job.gpu_excluded.is_empty()
+        && offer
+            .gpus_lower
+            .iter()
+            .any(|g| job.gpu_excluded.iter().any(|x| contains_ignore_case(g, x)))
+    {
+        return Some(Filtered::Gpu);
+    }
+    if let Some(allowed) = allowed
+        && !offer.home_region.is_some_and(|h| allowed.contains(&h))
+    {
+        return Some(Filtered::Region);
+    }
+    if !job.exclude.is_empty()
+        && job
+            .exclude
+            .contains(&snapshot.orchestrators()[offer.orchestrator].id)
+    {
+        return Some(Filtered::Excluded);
+    }
+    None
+}
+
+/// Median of the latencies known from here × the penalty, or the default.
+fn prior_latency(known: &mut [f64], config: &RouteConfig) -> f64 {
+    if known.is_empty() {
+        return config.default_latency_ms;
+    }
+    let mid = known.len() / 2;
+    let (_, median, _) = known.select_nth_unstable_by(mid, f64::total_cmp);
+    *median * config.unknown_latency_penalty
+}
+
+/// Another region's service time (job latency minus its probe round trip)
+/// plus our probe round trip; the best such estimate.
+fn probe_adjusted(offer: &Offer, local_idx: usize) -> Option<f64> {
+    let here = offer.by_region.get(local_idx)?.probe_rtt_ms;
+    if here <= 0.0 {
+        return None;
+    }
+    offer
+        .by_region
+        .iter()
+        .enumerate()
+        .filter(|(r, l)| {
+            *r != local_idx && l.samples > 0.0 && l.latency_ms > 0.0 && l.probe_rtt_ms > 0.0
+        })
+        .map(|(_, l)| (l.latency_ms - l.probe_rtt_ms).max(0.0) + here)
+        .min_by(f64::total_cmp)
+}
+
+fn choose_first<R: Rng + ?Sized>(
+    scored: &[Scored],
+    ranked: &[(Tier, u64, u32)],
+    config: &RouteConfig,
+    rng: &mut R,
+) -> (usize, PickReason) {
+    if config.explore_share > 0.0 && unit(rng) < config.explore_share {
+        let eligible = |&(tier, _, i): &(Tier, u64, u32)| {
+            matches!(tier, Tier::Home | Tier::Remote)
+                && scored[i as usize].components.own_region_samples < config.min_confident_samples
+        };
+        let count = ranked.iter().filter(|k| eligible(k)).count();
+        if count > 0 {
+            let nth = below(rng, count);
+            if let Some(r) = ranked.iter().position(&eligible).and_then(|start| {
+                ranked[start..]
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, k)| eligible(k))
+                    .nth(nth)
+                    .map(|(r, _)| start + r)
+            }) {
+                return (r, PickReason::Exploration);
+            }
+        }
+    }
+    let best_tier = ranked[0].0;
+    let tier_len = ranked
+        .iter()
+        .take(config.top_k)
+        .take_while(|k| k.0 == best_tier)
+        .count();
+    let k = config.top_k.min(tier_len);
+    if k < 2 {
+        return (0, PickReason::Best);
+    }
+    let a = below(rng, k);
+    let mut b = below(rng, k - 1);
+    if b >= a {
+        b += 1;
+    }
+    // Ranked by score within the tier, so the lower rank is the better one.
+    (a.min(b), PickReason::PowerOfTwo)
+}
+
+/// Regions for which `pick` tracks forwarding evidence (by snapshot region
+/// index; a cluster spans a handful of regions, and regions beyond this count
+/// still get forwarded to, just without evidence-based ordering).
+const FORWARD_REGIONS: usize = 16;
+
+/// One random alive node per other region, regions with the best evidence of
+/// healthy capacity for this job first. `region_best[r]` is the best
+/// latency ÷ reliability region `r` observed among the usable offers.
+fn forward_targets<R: Rng + ?Sized>(
+    job: &JobRequirements,
+    snapshot: &ViewSnapshot,
+    local: &LocalState,
+    config: &RouteConfig,
+    region_best: &[f64; FORWARD_REGIONS],
+    rng: &mut R,
+) -> Vec<(RegionId, NodeId)> {
+    if config.max_forward == 0 || local.nodes_by_region.is_empty() {
+        return Vec::new();
+    }
+    let mut regions: Vec<(f64, &RegionId, &Vec<NodeId>)> =
+        Vec::with_capacity(local.nodes_by_region.len());
+    for (region, nodes) in &local.nodes_by_region {
+        if region == &local.region || nodes.is_empty() {
+            continue;
+        }
+        if let Some(allowed) = &job.allowed_regions
+            && !allowed.contains(region)
+        {
+            continue;
+        }
+        let evidence = snapshot
+            .region_index(region)
+            .and_then(|r| region_best.get(r).copied())
+            .unwrap_or(f64::INFINITY);
+        regions.push((evidence, region, nodes));
+    }
+    regions.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+    regions
+        .into_iter()
+        .take(config.max_forward)
+        .map(|(_, region, nodes)| (region.clone(), nodes[below(rng, nodes.len())].clone()))
+        .collect()
+}
+
+/// Whether `haystack` (already lower-case) contains `needle`, ignoring ASCII case.
+fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    if n.is_empty() {
+        return true;
+    }
+    h.windows(n.len())
+        .any(|w| w.iter().zip(n).all(|(a, b)| *a == b.to_ascii_lowercase()))
+}
+
+/// Uniform in `0..n` (n ≥ 1), by multiply-shift (bias below 2^-32 · n).
+fn below<R: Rng + ?Sized>(rng: &mut R, n: usize) -> usize {
+    ((u64::from(rng.next_u32()) * n as u64) >> 32) as usize
+}
+
+/// Uniform in `[0, 1)`.
+fn unit<R: Rng + ?Sized>(rng: &mut R) -> f64 {
+    (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+#[cfg(test)]
+mod tests;
