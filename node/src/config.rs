@@ -1,0 +1,389 @@
+//! The node's configuration: one TOML file, parsed into typed values at the
+//! edge. Unknown keys are rejected so typos fail at start-up. Every default
+//! lives here, next to the reason for it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use mesh_core::{NodeId, OrchestratorId, RegionId};
+use serde::Deserialize;
+
+/// Everything a node needs to run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Who this node is.
+    pub node: NodeSection,
+    /// The public HTTPS listener.
+    #[serde(default)]
+    pub http: HttpSection,
+    /// The operator listener (admin API, metrics).
+    #[serde(default)]
+    pub admin: AdminSection,
+    /// Limits and behaviour of the public API.
+    #[serde(default)]
+    pub api: api::ApiConfig,
+    /// API keys of the applications allowed to call the public API.
+    #[serde(default)]
+    pub keys: Vec<KeyEntry>,
+    /// Where orchestrators come from and how often they are asked.
+    #[serde(default)]
+    pub discovery: DiscoverySection,
+    /// Retries, failover and deadlines of jobs.
+    #[serde(default)]
+    pub jobs: JobsSection,
+    /// The store of re-hosted result media.
+    #[serde(default)]
+    pub media: MediaSection,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogSection,
+}
+
+/// `[node]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// Unique node name in the cluster.
+    pub name: NodeId,
+    /// The region this node serves.
+    pub region: RegionId,
+}
+
+/// `[http]`: the public HTTPS endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// Address to listen on. Port 0 picks a free port (tests).
+    #[serde(default = "default_http_listen_addr")]
+    pub listen_addr: SocketAddr,
+    /// PEM certificate chain. With `tls_key_path`; when both are absent the
+    /// node generates a self-signed certificate at start (local use only).
+    pub tls_cert_path: Option<PathBuf>,
+    /// PEM private key for `tls_cert_path`.
+    pub tls_key_path: Option<PathBuf>,
+    /// How long in-flight requests may finish after shutdown starts.
+    #[serde(default = "default_shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
+}
+
+/// `[admin]`: the operator listener, plain HTTP on loopback by default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Address to listen on.
+    #[serde(default = "default_admin_listen_addr")]
+    pub listen_addr: SocketAddr,
+}
+
+/// One `[[keys]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyEntry {
+    /// The bearer key the application sends. Held only as a SHA-256 hash
+    /// after start-up.
+    pub key: String,
+    /// The tenant the key belongs to.
+    pub tenant: String,
+}
+
+/// `[discovery]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverySection {
+    /// Static orchestrator list (`host:port` or URL; go-livepeer `-orchAddr`
+    /// rules: no scheme means https, no port means 8935).
+    #[serde(default)]
+    pub orchestrators: Vec<OrchestratorId>,
+    /// Webhook returning a JSON array of `{"address", "score"}` (go-livepeer
+    /// `-orchWebhookUrl`).
+    pub webhook_url: Option<url::Url>,
+    /// Minimum time between webhook fetches. go-livepeer refreshes at most
+    /// once a minute; so do we.
+    #[serde(default = "default_webhook_refresh_ms")]
+    pub webhook_refresh_ms: u64,
+    /// How often each orchestrator's info (capabilities, models, prices,
+    /// GPUs) is refreshed. Short enough that a model turning warm is seen
+    /// within seconds, long enough to cost the orchestrator nothing.
+    #[serde(default = "default_info_refresh_ms")]
+    pub info_refresh_ms: u64,
+    /// Timeout of one `GetOrchestrator` call (go-livepeer: 3 s connect).
+    #[serde(default = "default_get_orchestrator_timeout_ms")]
+    pub get_orchestrator_timeout_ms: u64,
+}
+
+/// `[jobs]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsSection {
+    /// Most orchestrator attempts for one job. go-livepeer allows 20 inside
+    /// a 2 s window; we bound by count and by the request deadline.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// How long an orchestrator that failed is skipped by this node.
+    #[serde(default = "default_suspension_ms")]
+    pub suspension_ms: u64,
+    /// Most jobs this node runs at once; more wait for the deadline's worth
+    /// of time and then fail. Bounds memory under overload.
+    #[serde(default = "default_max_concurrent_jobs")]
+    pub max_concurrent_jobs: usize,
+}
+
+/// `[media]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaSection {
+    /// Most objects held.
+    #[serde(default = "default_media_max_objects")]
+    pub max_objects: usize,
+    /// Most bytes held in total.
+    #[serde(default = "default_media_max_total_bytes")]
+    pub max_total_bytes: usize,
+    /// Largest single object fetched from an orchestrator.
+    #[serde(default = "default_media_max_object_bytes")]
+    pub max_object_bytes: usize,
+    /// How long an object stays downloadable. Orchestrators keep results for
+    /// 10 minutes; so do we.
+    #[serde(default = "default_media_ttl_ms")]
+    pub ttl_ms: u64,
+    /// Timeout of one download from an orchestrator (go-livepeer: 4 s).
+    #[serde(default = "default_media_fetch_timeout_ms")]
+    pub fetch_timeout_ms: u64,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// `text` (human-readable) or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter; `GATEMESH_LOG` overrides it.
+    #[serde(default = "default_log_filter")]
+    pub filter: String,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown or mistyped keys.
+    #[error("invalid configuration {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What serde said, with line and column.
+        source: Box<toml::de::Error>,
+    },
+    /// Values parse but do not fit together.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl NodeConfig {
+    /// Reads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|error| match error {
+            ConfigError::Parse { source, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: PathBuf::from("<text>"),
+            source: Box::new(source),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.http.tls_cert_path.is_some() != self.http.tls_key_path.is_some() {
+            return Err(ConfigError::Invalid(
+                "http.tls_cert_path and http.tls_key_path must be given together".into(),
+            ));
+        }
+        if self.jobs.max_attempts == 0 {
+            return Err(ConfigError::Invalid(
+                "jobs.max_attempts must be at least 1".into(),
+            ));
+        }
+        if self.jobs.max_concurrent_jobs == 0 {
+            return Err(ConfigError::Invalid(
+                "jobs.max_concurrent_jobs must be at least 1".into(),
+            ));
+        }
+        if self.media.max_objects == 0 || self.media.max_total_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "media.max_objects and media.max_total_bytes must be positive".into(),
+            ));
+        }
+        if self.discovery.webhook_refresh_ms < MIN_WEBHOOK_REFRESH_MS {
+            return Err(ConfigError::Invalid(format!(
+                "discovery.webhook_refresh_ms must be at least {MIN_WEBHOOK_REFRESH_MS}"
+            )));
+        }
+        if self.discovery.info_refresh_ms < MIN_INFO_REFRESH_MS {
+            return Err(ConfigError::Invalid(format!(
+                "discovery.info_refresh_ms must be at least {MIN_INFO_REFRESH_MS}"
+            )));
+        }
+        for entry in &self.keys {
+            if entry.key.len() < MIN_KEY_LEN {
+                return Err(ConfigError::Invalid(format!(
+                    "API key of tenant {:?} is shorter than {MIN_KEY_LEN} characters",
+                    entry.tenant
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Keys shorter than this are guessable.
+pub const MIN_KEY_LEN: usize = 16;
+/// Webhooks are not polled faster than this, whatever the config says, so a
+/// typo cannot hammer the operator's discovery service.
+pub const MIN_WEBHOOK_REFRESH_MS: u64 = 1_000;
+/// Orchestrators are not asked for info faster than this.
+pub const MIN_INFO_REFRESH_MS: u64 = 200;
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        Self {
+            listen_addr: default_http_listen_addr(),
+            tls_cert_path: None,
+            tls_key_path: None,
+            shutdown_grace_ms: default_shutdown_grace_ms(),
+        }
+    }
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        Self {
+            listen_addr: default_admin_listen_addr(),
+        }
+    }
+}
+
+impl Default for DiscoverySection {
+    fn default() -> Self {
+        Self {
+            orchestrators: Vec::new(),
+            webhook_url: None,
+            webhook_refresh_ms: default_webhook_refresh_ms(),
+            info_refresh_ms: default_info_refresh_ms(),
+            get_orchestrator_timeout_ms: default_get_orchestrator_timeout_ms(),
+        }
+    }
+}
+
+impl Default for JobsSection {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_max_attempts(),
+            suspension_ms: default_suspension_ms(),
+            max_concurrent_jobs: default_max_concurrent_jobs(),
+        }
+    }
+}
+
+impl Default for MediaSection {
+    fn default() -> Self {
+        Self {
+            max_objects: default_media_max_objects(),
+            max_total_bytes: default_media_max_total_bytes(),
+            max_object_bytes: default_media_max_object_bytes(),
+            ttl_ms: default_media_ttl_ms(),
+            fetch_timeout_ms: default_media_fetch_timeout_ms(),
+        }
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::default(),
+            filter: default_log_filter(),
+        }
+    }
+}
+
+fn default_http_listen_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8443))
+}
+fn default_admin_listen_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9443))
+}
+/// In-flight image jobs take seconds; 30 s lets them finish.
+fn default_shutdown_grace_ms() -> u64 {
+    30_000
+}
+fn default_webhook_refresh_ms() -> u64 {
+    60_000
+}
+fn default_info_refresh_ms() -> u64 {
+    10_000
+}
+fn default_get_orchestrator_timeout_ms() -> u64 {
+    3_000
+}
+fn default_max_attempts() -> u32 {
+    5
+}
+/// go-livepeer suspends a failing AI orchestrator for 3 pool refreshes; we
+/// skip it for 30 s and then give it another chance.
+fn default_suspension_ms() -> u64 {
+    30_000
+}
+fn default_max_concurrent_jobs() -> usize {
+    1_024
+}
+fn default_media_max_objects() -> usize {
+    10_000
+}
+/// 512 MiB of results in memory at most.
+fn default_media_max_total_bytes() -> usize {
+    512 * 1024 * 1024
+}
+/// A short generated video is a few MiB; 64 MiB leaves room.
+fn default_media_max_object_bytes() -> usize {
+    64 * 1024 * 1024
+}
+fn default_media_ttl_ms() -> u64 {
+    600_000
+}
+fn default_media_fetch_timeout_ms() -> u64 {
+    4_000
+}
+fn default_log_filter() -> String {
+    "warn,node=info,mesh=info,api=info,livepeer=info".into()
+}
