@@ -28,8 +28,10 @@
 //! `x-gatemesh-orchestrator`, `x-gatemesh-region` (when known) and
 //! `x-gatemesh-attempts`.
 
+pub mod admin;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod ports;
 pub mod probe;
 pub mod routes;
@@ -37,8 +39,10 @@ pub mod validate;
 
 use std::sync::Arc;
 
+pub use admin::{AdminState, admin_router};
 pub use config::{ApiConfig, ConfigError};
 pub use error::{ApiError, FieldIssue};
+pub use metrics::Metrics;
 pub use routes::{RequestId, public_router};
 
 pub use ports::{

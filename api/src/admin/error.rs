@@ -1,0 +1,85 @@
+//! Errors of the admin API, answered with the same JSON envelope as the
+//! public API (see [`crate::error`]):
+//! `{"detail":{"msg":…},"error":{"message":…,"code":…}}`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Why an admin request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminError {
+    /// An admin token is configured and the request did not carry it.
+    #[error("missing or wrong admin token: send Authorization: Bearer <admin token>")]
+    Unauthorized,
+    /// The path segment is not an orchestrator address.
+    #[error("invalid orchestrator address: {0}")]
+    InvalidOrchestrator(String),
+    /// The blocklist is at its size limit.
+    #[error("the blocklist is full")]
+    BlocklistFull,
+    /// The node cannot do it right now (e.g. shutting down).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// No admin route at this path.
+    #[error("no admin route for {0}")]
+    NotFound(String),
+    /// Something broke inside the node; the text goes to the log only.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AdminError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::InvalidOrchestrator(_) => StatusCode::BAD_REQUEST,
+            Self::BlocklistFull => StatusCode::CONFLICT,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The machine-readable code in `error.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthorized => "invalid_admin_token",
+            Self::InvalidOrchestrator(_) => "invalid_orchestrator",
+            Self::BlocklistFull => "blocklist_full",
+            Self::Unavailable(_) => "unavailable",
+            Self::NotFound(_) => "not_found",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// The message clients see; internal errors say nothing about the cause.
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::Internal(_) => "internal server error".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(cause) = &self {
+            tracing::error!(%cause, "admin request failed");
+        }
+        let message = self.public_message();
+        let body = json!({
+            "detail": { "msg": message },
+            "error": { "message": message, "code": self.code() },
+        });
+        let mut response = (self.status(), Json(body)).into_response();
+        if self == Self::Unauthorized {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
