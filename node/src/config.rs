@@ -38,6 +38,24 @@ pub struct NodeConfig {
     /// Logging.
     #[serde(default)]
     pub log: LogSection,
+    /// This node's cluster identity (certificates from `gatemesh certs`).
+    /// With `[mesh]`, the node joins the mesh; without both, it runs alone.
+    pub cluster: Option<ClusterSection>,
+    /// The QUIC mesh between nodes.
+    pub mesh: Option<mesh::MeshConfig>,
+}
+
+/// `[cluster]`: certificate files issued by `gatemesh certs`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// The cluster CA certificate (`ca.pem`).
+    pub ca_cert_path: PathBuf,
+    /// This node's certificate (`<node>.pem`); its name and region must
+    /// match `[node]`.
+    pub node_cert_path: PathBuf,
+    /// This node's private key (`<node>.key`).
+    pub node_key_path: PathBuf,
 }
 
 /// `[node]`
@@ -68,12 +86,24 @@ pub struct HttpSection {
 }
 
 /// `[admin]`: the operator listener, plain HTTP on loopback by default.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSection {
     /// Address to listen on.
     #[serde(default = "default_admin_listen_addr")]
     pub listen_addr: SocketAddr,
+    /// Bearer token every admin request must carry. Required when
+    /// `listen_addr` is not a loopback address.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for AdminSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSection")
+            .field("listen_addr", &self.listen_addr)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// One `[[keys]]` entry.
@@ -110,6 +140,8 @@ pub struct DiscoverySection {
     /// Timeout of one `GetOrchestrator` call (go-livepeer: 3 s connect).
     #[serde(default = "default_get_orchestrator_timeout_ms")]
     pub get_orchestrator_timeout_ms: u64,
+    /// Source IP for connections to orchestrators. Default: the OS picks.
+    pub source_ip: Option<std::net::IpAddr>,
 }
 
 /// `[jobs]`
@@ -120,9 +152,6 @@ pub struct JobsSection {
     /// a 2 s window; we bound by count and by the request deadline.
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
-    /// How long an orchestrator that failed is skipped by this node.
-    #[serde(default = "default_suspension_ms")]
-    pub suspension_ms: u64,
     /// Most jobs this node runs at once; more wait for the deadline's worth
     /// of time and then fail. Bounds memory under overload.
     #[serde(default = "default_max_concurrent_jobs")]
@@ -225,10 +254,34 @@ impl NodeConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.cluster.is_some() != self.mesh.is_some() {
+            return Err(ConfigError::Invalid(
+                "[cluster] and [mesh] must be given together".into(),
+            ));
+        }
+        if let Some(mesh) = &self.mesh {
+            mesh.validate()
+                .map_err(|e| ConfigError::Invalid(format!("mesh: {e}")))?;
+        }
+        self.api
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if self.http.tls_cert_path.is_some() != self.http.tls_key_path.is_some() {
             return Err(ConfigError::Invalid(
                 "http.tls_cert_path and http.tls_key_path must be given together".into(),
             ));
+        }
+        if !self.admin.listen_addr.ip().is_loopback()
+            && self
+                .admin
+                .token
+                .as_ref()
+                .is_none_or(|t| t.len() < MIN_KEY_LEN)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "admin.listen_addr {} is not loopback: admin.token (at least {MIN_KEY_LEN} characters) is required",
+                self.admin.listen_addr
+            )));
         }
         if self.jobs.max_attempts == 0 {
             return Err(ConfigError::Invalid(
@@ -290,6 +343,7 @@ impl Default for AdminSection {
     fn default() -> Self {
         Self {
             listen_addr: default_admin_listen_addr(),
+            token: None,
         }
     }
 }
@@ -302,6 +356,7 @@ impl Default for DiscoverySection {
             webhook_refresh_ms: default_webhook_refresh_ms(),
             info_refresh_ms: default_info_refresh_ms(),
             get_orchestrator_timeout_ms: default_get_orchestrator_timeout_ms(),
+            source_ip: None,
         }
     }
 }
@@ -310,7 +365,6 @@ impl Default for JobsSection {
     fn default() -> Self {
         Self {
             max_attempts: default_max_attempts(),
-            suspension_ms: default_suspension_ms(),
             max_concurrent_jobs: default_max_concurrent_jobs(),
         }
     }
@@ -358,11 +412,6 @@ fn default_get_orchestrator_timeout_ms() -> u64 {
 }
 fn default_max_attempts() -> u32 {
     5
-}
-/// go-livepeer suspends a failing AI orchestrator for 3 pool refreshes; we
-/// skip it for 30 s and then give it another chance.
-fn default_suspension_ms() -> u64 {
-    30_000
 }
 fn default_max_concurrent_jobs() -> usize {
     1_024

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
+use crate::cluster::{Cluster, observed_error};
 use crate::config::DiscoverySection;
 use crate::registry::Registry;
 
@@ -58,6 +59,7 @@ pub fn parse_webhook_body(body: &[u8]) -> Result<(Vec<OrchestratorId>, usize), s
 pub async fn run(
     config: DiscoverySection,
     registry: Registry,
+    cluster: Cluster,
     client: OrchestratorClient,
     refresh_now: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
@@ -97,7 +99,7 @@ pub async fn run(
                 "orchestrator list longer than the registry bound; extra entries ignored"
             );
         }
-        refresh_infos(&registry, &client, rpc_timeout).await;
+        refresh_infos(&registry, &cluster, &client, rpc_timeout).await;
         tokio::select! {
             _ = tokio::time::sleep(info_every) => {}
             _ = refresh_now.notified() => {}
@@ -133,13 +135,27 @@ async fn fetch_webhook(
 }
 
 /// One round of `GetOrchestrator` (no capabilities) against every member.
-pub async fn refresh_infos(registry: &Registry, client: &OrchestratorClient, timeout: Duration) {
+/// Each answer goes into the shared view with its round trip; a failure
+/// counts against the orchestrator there, so a dead one is ejected on every
+/// node as soon as one node's discovery sees it.
+pub async fn refresh_infos(
+    registry: &Registry,
+    cluster: &Cluster,
+    client: &OrchestratorClient,
+    timeout: Duration,
+) {
     futures_util::stream::iter(registry.members())
         .for_each_concurrent(MAX_CONCURRENT_INFO_FETCHES, |id| async move {
+            let started = Instant::now();
             match client.get_orchestrator(&id, None, timeout).await {
-                Ok(session) => registry.set_info(&id, session.info),
+                Ok(session) => {
+                    let rtt_ms = started.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
+                    cluster.record_info(&id, session.info.clone(), rtt_ms);
+                    registry.set_info(&id, session.info);
+                }
                 Err(error) => {
                     tracing::debug!(orchestrator = %id, %error, "orchestrator info refresh failed");
+                    cluster.record_unreachable(&id, observed_error(&error));
                     registry.set_info_error(&id, error.to_string());
                 }
             }

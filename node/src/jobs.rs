@@ -16,18 +16,37 @@ use futures_util::{StreamExt, TryStreamExt};
 use livepeer::{
     AiResponse, ErrorClass, OrchestratorClient, OrchestratorError, PaymentSource, Session,
 };
-use mesh_core::{Attribution, JobError, JobSpec, OrchestratorId, RegionId};
+use mesh_core::route::{JobRequirements, RoutePlan, Tier};
+use mesh_core::view::ErrorClass as ObservedError;
+use mesh_core::{Attribution, JobError, JobSpec, NodeId, OrchestratorId, RegionId};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::cluster::{Cluster, observed_error};
 use crate::config::{JobsSection, MediaSection};
 use crate::media::MemoryMediaStore;
-use crate::registry::{Capable, Registry};
+use crate::registry::Registry;
+use api::admin::EventKind;
+use api::metrics::{Direction, FailoverKind, ForwardOutcome, JobOutcome, JobSample, RetryReason};
 
 /// Deepest JSON nesting searched for media URLs; results are shallow.
 const MAX_MEDIA_SEARCH_DEPTH: usize = 8;
 /// Most media objects re-hosted from one response (num_images_per_prompt is small).
 const MAX_MEDIA_PER_RESPONSE: usize = 64;
+/// Most routing plans per job: the first plan, then re-plans after its
+/// candidates are used up (ejections seen meanwhile change the plan).
+const MAX_PLANS_PER_JOB: u32 = 3;
+/// Most nodes of other regions a job is forwarded to before giving up.
+const MAX_FORWARDS_PER_JOB: usize = 2;
+
+/// Whether a job may be forwarded to another region's node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forwarding {
+    /// A job from our own clients: forwarding is the last resort.
+    Allowed,
+    /// A job another node forwarded to us: run it here or fail.
+    Forbidden,
+}
 
 /// Runs jobs against orchestrators. Cheap to clone.
 #[derive(Clone)]
@@ -37,6 +56,7 @@ pub struct Executor {
 
 struct Inner {
     registry: Registry,
+    cluster: Cluster,
     client: OrchestratorClient,
     payment: Arc<dyn PaymentSource + Send + Sync>,
     media: Arc<MemoryMediaStore>,
@@ -72,6 +92,13 @@ impl AttemptError {
             Self::BadResult(_) => ErrorClass::Failed,
         }
     }
+
+    fn observed(&self) -> ObservedError {
+        match self {
+            Self::Orchestrator(error) => observed_error(error),
+            Self::BadResult(_) => ObservedError::BadResponse,
+        }
+    }
 }
 
 impl std::fmt::Display for AttemptError {
@@ -88,6 +115,7 @@ impl Executor {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         registry: Registry,
+        cluster: Cluster,
         client: OrchestratorClient,
         payment: Arc<dyn PaymentSource + Send + Sync>,
         media: Arc<MemoryMediaStore>,
@@ -100,6 +128,7 @@ impl Executor {
         Self {
             inner: Arc::new(Inner {
                 registry,
+                cluster,
                 client,
                 payment,
                 media,
@@ -113,6 +142,11 @@ impl Executor {
         }
     }
 
+    /// The shared view this executor records into.
+    pub(crate) fn cluster(&self) -> &Cluster {
+        &self.inner.cluster
+    }
+
     /// Stops taking new jobs; jobs already running continue.
     pub fn start_draining(&self) {
         self.inner.draining.store(true, Ordering::SeqCst);
@@ -124,6 +158,18 @@ impl Executor {
     }
 
     async fn execute(self, job: JobSpec, context: RequestContext) -> Result<JobOutput, JobError> {
+        self.execute_with(job, context, Forwarding::Allowed).await
+    }
+
+    /// Runs a job: walks the routing plan's orchestrators, re-plans once
+    /// they are used up, and finally forwards to another region's node
+    /// (unless the job itself was forwarded to us).
+    pub async fn execute_with(
+        self,
+        job: JobSpec,
+        context: RequestContext,
+        forwarding: Forwarding,
+    ) -> Result<JobOutput, JobError> {
         let inner = &self.inner;
         if inner.draining.load(Ordering::SeqCst) {
             return Err(JobError::Draining);
@@ -135,124 +181,226 @@ impl Executor {
             .map_err(|_| JobError::DeadlineExceeded { deadline_ms })?
             .map_err(|_| JobError::Draining)?;
 
-        let mut tried: HashSet<OrchestratorId> = HashSet::new();
+        let mut tried: Vec<OrchestratorId> = Vec::new();
         let mut refreshed: HashSet<OrchestratorId> = HashSet::new();
-        let mut retry_same: Option<Capable> = None;
         let mut failures: Vec<String> = Vec::new();
         let mut attempts = 0u32;
-        loop {
-            let candidate = match retry_same.take() {
-                Some(candidate) => candidate,
-                None => match self.pick(&job, &tried) {
-                    Some(candidate) => candidate,
-                    None if attempts == 0 => {
-                        return Err(JobError::NoCapableOrchestrator {
-                            pipeline: job.pipeline,
-                            model_id: job.model_id.clone(),
-                        });
-                    }
-                    None => return Err(exhausted(attempts, &failures)),
-                },
-            };
-            if attempts >= inner.jobs.max_attempts {
-                return Err(exhausted(attempts, &failures));
+        let mut forward_to: Vec<(RegionId, NodeId)> = Vec::new();
+        let mut plans = 0u32;
+        let mut home_failed = false;
+        'plans: while attempts < inner.jobs.max_attempts && plans < MAX_PLANS_PER_JOB {
+            plans += 1;
+            let plan = self.plan(&job, &tried, &context);
+            if plans == 1 || forward_to.is_empty() {
+                forward_to = plan.forward_to.clone();
             }
-            attempts += 1;
-            tried.insert(candidate.id.clone());
-            let started = Instant::now();
-            let outcome =
-                tokio::time::timeout_at(deadline, self.attempt(&candidate, &job, &context)).await;
-            let error = match outcome {
-                Err(_) => {
-                    inner.registry.suspend(&candidate.id, self.suspension());
-                    tracing::info!(
-                        request_id = %context.request_id,
-                        orchestrator = %candidate.id,
-                        attempts,
-                        failures = ?failures,
-                        "job deadline passed"
-                    );
-                    return Err(JobError::DeadlineExceeded { deadline_ms });
-                }
-                Ok(Ok((response, session_transcoder))) => {
-                    inner.registry.clear_suspension(&candidate.id);
-                    let attribution = Attribution {
-                        orchestrator: candidate.id.clone(),
-                        region: Some(inner.region.clone()),
-                        attempts,
-                    };
-                    tracing::info!(
-                        request_id = %context.request_id,
-                        orchestrator = %candidate.id,
-                        transcoder = %session_transcoder,
-                        attempts,
-                        warm = candidate.warm,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        failures = ?failures,
-                        "job served"
-                    );
-                    return Ok(self.finish(response, attribution, permit));
-                }
-                Ok(Err(error)) => error,
-            };
-            let class = error.class();
-            failures.push(format!("{}: {error}", candidate.id));
-            tracing::debug!(
-                request_id = %context.request_id,
-                orchestrator = %candidate.id,
-                %error,
-                class = ?class,
-                "attempt failed"
-            );
-            match class {
-                ErrorClass::TryAnother => {}
-                ErrorClass::ClientRejected(message) => {
-                    return Err(JobError::RejectedByRunner(message));
-                }
-                ErrorClass::RefreshAndRetrySame => {
-                    inner.registry.drop_sessions(&candidate.id);
-                    if refreshed.insert(candidate.id.clone()) {
-                        retry_same = Some(candidate);
-                    } else {
-                        inner.registry.suspend(&candidate.id, self.suspension());
+            if plan.attempts.is_empty() {
+                break;
+            }
+            for candidate in plan.attempts {
+                let mut same_again = true;
+                while same_again {
+                    same_again = false;
+                    if attempts >= inner.jobs.max_attempts {
+                        break 'plans;
                     }
-                }
-                ErrorClass::Failed => {
-                    inner.registry.drop_sessions(&candidate.id);
-                    inner.registry.suspend(&candidate.id, self.suspension());
+                    attempts += 1;
+                    if !tried.contains(&candidate.orchestrator) {
+                        tried.push(candidate.orchestrator.clone());
+                    }
+                    let started = Instant::now();
+                    let outcome = tokio::time::timeout_at(
+                        deadline,
+                        self.attempt(&candidate.orchestrator, &job, &context),
+                    )
+                    .await;
+                    let error = match outcome {
+                        Err(_) => {
+                            inner.cluster.record_failure(
+                                &candidate.orchestrator,
+                                job.pipeline,
+                                &job.model_id,
+                                ObservedError::Timeout,
+                            );
+                            tracing::info!(
+                                request_id = %context.request_id,
+                                orchestrator = %candidate.orchestrator,
+                                attempts,
+                                failures = ?failures,
+                                "job deadline passed"
+                            );
+                            return Err(JobError::DeadlineExceeded { deadline_ms });
+                        }
+                        Ok(Ok(prepared)) => {
+                            let latency_ms =
+                                started.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
+                            inner.cluster.record_success(
+                                &candidate.orchestrator,
+                                job.pipeline,
+                                &job.model_id,
+                                latency_ms,
+                            );
+                            if home_failed || candidate.tier != Tier::Home {
+                                let (kind, event) = if candidate.tier == Tier::Home {
+                                    (FailoverKind::InRegion, EventKind::FailoverInRegion)
+                                } else {
+                                    (FailoverKind::CrossRegion, EventKind::FailoverCrossRegion)
+                                };
+                                inner.cluster.metrics().record_failover(kind);
+                                inner.cluster.event(
+                                    event,
+                                    Some(&candidate.orchestrator),
+                                    format!(
+                                        "request {} ({}) served as {:?} after {} attempts",
+                                        context.request_id, job.pipeline, candidate.tier, attempts
+                                    ),
+                                );
+                            }
+                            let attribution = Attribution {
+                                orchestrator: candidate.orchestrator.clone(),
+                                region: Some(inner.region.clone()),
+                                attempts,
+                            };
+                            tracing::info!(
+                                request_id = %context.request_id,
+                                orchestrator = %candidate.orchestrator,
+                                tier = ?candidate.tier,
+                                reason = ?candidate.reason,
+                                expected_latency_ms = candidate.expected_latency_ms as u64,
+                                attempts,
+                                elapsed_ms = latency_ms,
+                                failures = ?failures,
+                                "job served"
+                            );
+                            return Ok(self.finish(prepared, attribution, permit));
+                        }
+                        Ok(Err(error)) => error,
+                    };
+                    home_failed |= candidate.tier == Tier::Home;
+                    let class = error.class();
+                    failures.push(format!("{}: {error}", candidate.orchestrator));
+                    tracing::debug!(
+                        request_id = %context.request_id,
+                        orchestrator = %candidate.orchestrator,
+                        %error,
+                        class = ?class,
+                        "attempt failed"
+                    );
+                    inner.cluster.metrics().record_retry(match &class {
+                        ErrorClass::TryAnother => RetryReason::Capacity,
+                        ErrorClass::RefreshAndRetrySame => RetryReason::Refresh,
+                        _ => RetryReason::Failed,
+                    });
+                    match class {
+                        ErrorClass::TryAnother => {
+                            inner.cluster.record_failure(
+                                &candidate.orchestrator,
+                                job.pipeline,
+                                &job.model_id,
+                                ObservedError::Busy,
+                            );
+                        }
+                        ErrorClass::ClientRejected(message) => {
+                            return Err(JobError::RejectedByRunner(message));
+                        }
+                        ErrorClass::RefreshAndRetrySame => {
+                            inner.registry.drop_sessions(&candidate.orchestrator);
+                            if refreshed.insert(candidate.orchestrator.clone()) {
+                                same_again = true;
+                            } else {
+                                inner.cluster.record_failure(
+                                    &candidate.orchestrator,
+                                    job.pipeline,
+                                    &job.model_id,
+                                    ObservedError::Other,
+                                );
+                            }
+                        }
+                        ErrorClass::Failed => {
+                            inner.registry.drop_sessions(&candidate.orchestrator);
+                            inner.cluster.record_failure(
+                                &candidate.orchestrator,
+                                job.pipeline,
+                                &job.model_id,
+                                error.observed(),
+                            );
+                        }
+                    }
                 }
             }
         }
+        if forwarding == Forwarding::Allowed {
+            for (region, node) in forward_to.into_iter().take(MAX_FORWARDS_PER_JOB) {
+                match self.forward(&node, &job, &context, deadline).await {
+                    Ok(output) => {
+                        inner
+                            .cluster
+                            .metrics()
+                            .record_failover(FailoverKind::Forwarded);
+                        inner
+                            .cluster
+                            .metrics()
+                            .record_forward(Direction::Out, ForwardOutcome::Success);
+                        inner.cluster.event(
+                            EventKind::Forwarded,
+                            None,
+                            format!(
+                                "request {} ({}) forwarded to {node} in {region}",
+                                context.request_id, job.pipeline
+                            ),
+                        );
+                        drop(permit);
+                        return Ok(output);
+                    }
+                    Err(error) => {
+                        inner
+                            .cluster
+                            .metrics()
+                            .record_forward(Direction::Out, ForwardOutcome::Failed);
+                        failures.push(format!("forward to {node}: {error}"));
+                        if matches!(
+                            error,
+                            JobError::RejectedByRunner(_) | JobError::DeadlineExceeded { .. }
+                        ) {
+                            return Err(error);
+                        }
+                    }
+                }
+            }
+        }
+        if attempts == 0 && failures.is_empty() {
+            return Err(JobError::NoCapableOrchestrator {
+                pipeline: job.pipeline,
+                model_id: job.model_id.clone(),
+            });
+        }
+        Err(exhausted(attempts, &failures))
     }
 
-    fn suspension(&self) -> Duration {
-        Duration::from_millis(self.inner.jobs.suspension_ms)
-    }
-
-    /// The simple pick: warm before cold, healthy before suspended, least
-    /// loaded first, random among equals.
-    fn pick(&self, job: &JobSpec, tried: &HashSet<OrchestratorId>) -> Option<Capable> {
-        let mut candidates: Vec<(Capable, u64)> = self
-            .inner
-            .registry
-            .capable(job.pipeline, &job.model_id)
-            .into_iter()
-            .filter(|c| !tried.contains(&c.id))
-            .map(|c| (c, rand::random::<u64>()))
-            .collect();
-        candidates.sort_by_key(|(c, tiebreak)| (c.suspended, !c.warm, c.in_flight, *tiebreak));
-        candidates.into_iter().next().map(|(c, _)| c)
+    /// Asks mesh-core's router where to run the job.
+    fn plan(&self, job: &JobSpec, tried: &[OrchestratorId], context: &RequestContext) -> RoutePlan {
+        let inner = &self.inner;
+        let snapshot = inner.cluster.snapshot();
+        let mut requirements = JobRequirements::new(job.pipeline, job.model_id.clone());
+        requirements.exclude = tried.to_vec();
+        let local = inner.cluster.local_state(inner.registry.in_flight());
+        let plan = mesh_core::route::pick(&requirements, &snapshot, &local, &mut rand::rng());
+        if tried.is_empty() {
+            inner.cluster.metrics().record_routing(&plan);
+        }
+        tracing::debug!(request_id = %context.request_id, pipeline = %job.pipeline, model_id = %job.model_id, plan = %plan, "route plan");
+        plan
     }
 
     async fn attempt(
         &self,
-        candidate: &Capable,
+        orchestrator: &OrchestratorId,
         job: &JobSpec,
         context: &RequestContext,
-    ) -> Result<(Prepared, String), AttemptError> {
+    ) -> Result<Prepared, AttemptError> {
         let inner = &self.inner;
-        let _in_flight = inner.registry.begin_job(&candidate.id);
-        let session = self.session(&candidate.id, job).await?;
+        let _in_flight = inner.registry.begin_job(orchestrator);
+        let session = self.session(orchestrator, job).await?;
         let response = inner
             .client
             .submit(&session, job, inner.payment.as_ref(), context.deadline)
@@ -269,7 +417,7 @@ impl Executor {
                 }
             }
         };
-        Ok((prepared, session.transcoder.clone()))
+        Ok(prepared)
     }
 
     async fn session(&self, id: &OrchestratorId, job: &JobSpec) -> Result<Session, AttemptError> {
@@ -383,7 +531,33 @@ impl JobRunner for Executor {
         job: JobSpec,
         context: RequestContext,
     ) -> BoxFuture<'static, Result<JobOutput, JobError>> {
-        Box::pin(self.clone().execute(job, context))
+        let this = self.clone();
+        Box::pin(async move {
+            let started = Instant::now();
+            let pipeline = job.pipeline;
+            let model = job.model_id.clone();
+            let metrics = this.inner.cluster.metrics().clone();
+            let _in_flight = metrics.job_started();
+            let result = this.clone().execute(job, context).await;
+            let attribution = match &result {
+                Ok(
+                    JobOutput::Complete { attribution, .. } | JobOutput::Stream { attribution, .. },
+                ) => Some(attribution),
+                Err(_) => None,
+            };
+            let elapsed = started.elapsed();
+            metrics.record_job(&JobSample {
+                pipeline,
+                model: &model,
+                region: Some(&this.inner.region),
+                orchestrator: attribution.map(|a| &a.orchestrator),
+                outcome: JobOutcome::of(&result),
+                duration: elapsed,
+                first_byte: result.is_ok().then_some(elapsed),
+                attempts: attribution.map_or(0, |a| a.attempts),
+            });
+            result
+        })
     }
 }
 

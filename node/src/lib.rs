@@ -9,9 +9,12 @@
 //! ## Layout
 //! - [`config`]: the TOML configuration, parsed into typed values.
 //! - [`discovery`]: static list and webhook; periodic `GetOrchestrator`.
-//! - [`registry`]: the known orchestrators, their info and sessions.
+//! - [`registry`]: the known orchestrators, their sessions and in-flight counts.
+//! - [`cluster`]: the shared view (mesh-core) and its replication over the mesh.
+//! - [`forward`]: cross-region forwarding of jobs over the mesh.
 //! - [`jobs`]: pick, send, classify, retry and fail over; media re-hosting.
 //! - [`media`]: the bounded, expiring store of re-hosted results.
+//! - [`admin`]: the admin API's port over the cluster view.
 //! - [`auth`]: API keys, held as hashes.
 //! - [`tls`]: certificate files or a self-signed certificate.
 //! - [`telemetry`]: logging set-up.
@@ -21,10 +24,13 @@
 //! It holds no routing policy (that is `mesh-core`), no HTTP handlers (that
 //! is `api`) and no wire encoding (that is `livepeer`).
 
+pub mod admin;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod discovery;
+pub mod forward;
 pub mod jobs;
 pub mod media;
 pub mod registry;
@@ -42,6 +48,7 @@ use tokio::task::JoinHandle;
 pub use config::NodeConfig;
 
 use crate::auth::KeyStore;
+use crate::cluster::Cluster;
 use crate::jobs::Executor;
 use crate::media::MemoryMediaStore;
 use crate::registry::Registry;
@@ -66,15 +73,24 @@ pub enum RunError {
     /// The HTTPS server failed.
     #[error("public server: {0}")]
     Serve(String),
+    /// The cluster identity could not be loaded or does not match `[node]`.
+    #[error("cluster identity: {0}")]
+    Identity(String),
+    /// The mesh could not start.
+    #[error("mesh: {0}")]
+    Mesh(String),
 }
 
 /// A running node.
 #[derive(Debug)]
 pub struct Node {
     public_addr: SocketAddr,
+    admin_addr: SocketAddr,
     config: NodeConfig,
     executor: Executor,
     registry: Registry,
+    cluster: Cluster,
+    readiness: Arc<NodeReadiness>,
     draining: Arc<std::sync::atomic::AtomicBool>,
     server: axum_server::Handle<SocketAddr>,
     server_task: JoinHandle<Result<(), RunError>>,
@@ -110,12 +126,44 @@ impl Node {
             source,
         })?;
 
+        let public_base_url = config
+            .api
+            .public_base_url
+            .clone()
+            .unwrap_or_else(|| format!("https://{public_addr}"));
+        let admin_listener = tokio::net::TcpListener::bind(config.admin.listen_addr)
+            .await
+            .map_err(|source| RunError::Bind {
+                addr: config.admin.listen_addr,
+                source,
+            })?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .map_err(|source| RunError::Bind {
+                addr: config.admin.listen_addr,
+                source,
+            })?;
+        let metrics = api::Metrics::new();
+        let (stop_background, stop_rx) = watch::channel(false);
+        let cluster = start_cluster(
+            &config,
+            &public_base_url,
+            admin_addr,
+            metrics.clone(),
+            stop_rx.clone(),
+        )
+        .await?;
+
         let registry = Registry::default();
-        let client =
-            livepeer::OrchestratorClient::new().map_err(|e| RunError::Client(e.to_string()))?;
+        let client = livepeer::OrchestratorClient::with_options(livepeer::ClientOptions {
+            local_address: config.discovery.source_ip,
+            ..livepeer::ClientOptions::default()
+        })
+        .map_err(|e| RunError::Client(e.to_string()))?;
         let media = Arc::new(MemoryMediaStore::new(config.media.clone()));
         let executor = Executor::new(
             registry.clone(),
+            cluster.clone(),
             client.clone(),
             Arc::new(livepeer::Offchain),
             media.clone(),
@@ -124,33 +172,52 @@ impl Node {
             config.node.region.clone(),
             Duration::from_millis(config.discovery.get_orchestrator_timeout_ms),
         );
+        if let Some(mesh) = cluster.mesh() {
+            mesh.set_forward_handler(forward::handler(executor.clone(), public_base_url.clone()));
+        }
         let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let readiness = NodeReadiness {
-            registry: registry.clone(),
+        let readiness = Arc::new(NodeReadiness {
+            cluster: cluster.clone(),
             offered: config.api.pipelines.iter().copied().collect(),
-            max_info_age: Duration::from_millis(
-                config.discovery.info_refresh_ms.saturating_mul(3) + 5_000,
-            ),
+            max_info_age_ms: config.discovery.info_refresh_ms.saturating_mul(3) + 5_000,
             draining: draining.clone(),
-        };
+        });
         let state = api::PublicState {
             jobs: Arc::new(executor.clone()),
             media,
-            readiness: Arc::new(readiness),
+            readiness: readiness.clone(),
             authenticator: Arc::new(KeyStore::new(&config.keys)),
             config: config.api.clone(),
         };
-        let router = api::public_router(state);
+        let router = api::metrics::with_http_metrics(api::public_router(state), metrics.clone());
+        let admin_router = api::admin_router(api::AdminState {
+            cluster: admin::NodeAdmin::new(cluster.clone()),
+            events: cluster.events(),
+            metrics,
+            token: config.admin.token.clone(),
+        });
 
-        let (stop_background, stop_rx) = watch::channel(false);
         let refresh_now = Arc::new(Notify::new());
-        let background = vec![tokio::spawn(discovery::run(
-            config.discovery.clone(),
-            registry.clone(),
-            client,
-            refresh_now,
-            stop_rx,
-        ))];
+        let mut admin_stop = stop_rx.clone();
+        let background = vec![
+            tokio::spawn(discovery::run(
+                config.discovery.clone(),
+                registry.clone(),
+                cluster.clone(),
+                client,
+                refresh_now,
+                stop_rx,
+            )),
+            tokio::spawn(async move {
+                let serve =
+                    axum::serve(admin_listener, admin_router).with_graceful_shutdown(async move {
+                        let _ = admin_stop.changed().await;
+                    });
+                if let Err(error) = serve.await {
+                    tracing::error!(%error, "admin listener failed");
+                }
+            }),
+        ];
 
         let server = axum_server::Handle::new();
         let rustls_config =
@@ -172,9 +239,12 @@ impl Node {
         );
         Ok(Self {
             public_addr,
+            admin_addr,
             config,
             executor,
             registry,
+            cluster,
+            readiness,
             draining,
             server,
             server_task,
@@ -193,6 +263,16 @@ impl Node {
         format!("https://{}", self.public_addr)
     }
 
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// `http://<admin address>`.
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin_addr)
+    }
+
     /// The configuration the node runs with.
     pub fn config(&self) -> &NodeConfig {
         &self.config
@@ -201,6 +281,16 @@ impl Node {
     /// The orchestrator table (for tests and the demo).
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Whether `/readyz` would answer 200 now.
+    pub fn is_ready(&self) -> bool {
+        api::Readiness::readiness(self.readiness.as_ref()).ready
+    }
+
+    /// The shared view and, in a cluster, the mesh.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
     }
 
     /// Drains and stops: `/readyz` turns false, new jobs get 503, in-flight
@@ -219,6 +309,9 @@ impl Node {
                     "server did not stop within the grace period".into(),
                 )),
             };
+        if let Some(mesh) = self.cluster.mesh() {
+            mesh.leave().await;
+        }
         let _ = self.stop_background.send(true);
         for task in self.background {
             task.abort();
@@ -261,9 +354,9 @@ pub async fn shutdown_signal() {
 /// offered pipeline; false while draining.
 #[derive(Debug)]
 struct NodeReadiness {
-    registry: Registry,
+    cluster: Cluster,
     offered: Vec<mesh_core::Pipeline>,
-    max_info_age: Duration,
+    max_info_age_ms: u64,
     draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -273,10 +366,21 @@ impl api::Readiness for NodeReadiness {
         if self.draining.load(std::sync::atomic::Ordering::SeqCst) {
             reasons.push("draining".to_owned());
         }
-        if !self
-            .registry
-            .any_capable_fresh(&self.offered, self.max_info_age)
-        {
+        let snapshot = self.cluster.snapshot();
+        let now = cluster::unix_ms();
+        let capable = snapshot.orchestrators().iter().any(|o| {
+            !o.blocked
+                && now.saturating_sub(o.info_seen_ms) <= self.max_info_age_ms
+                && o.info.as_ref().is_some_and(|info| {
+                    self.offered.iter().any(|p| {
+                        info.capabilities
+                            .models
+                            .get(&p.capability())
+                            .is_some_and(|models| !models.is_empty())
+                    })
+                })
+        });
+        if !capable {
             reasons.push("no orchestrator with fresh info serves an offered pipeline".to_owned());
         }
         api::ReadinessReport {
@@ -284,4 +388,51 @@ impl api::Readiness for NodeReadiness {
             reasons,
         }
     }
+}
+
+/// Loads the cluster identity and joins the mesh when `[cluster]` and
+/// `[mesh]` are configured; otherwise a standalone view.
+async fn start_cluster(
+    config: &NodeConfig,
+    public_base_url: &str,
+    admin_addr: SocketAddr,
+    metrics: api::Metrics,
+    stop: watch::Receiver<bool>,
+) -> Result<Cluster, RunError> {
+    let (Some(cluster), Some(mesh_config)) = (&config.cluster, &config.mesh) else {
+        return Ok(Cluster::standalone(
+            config.node.name.clone(),
+            config.node.region.clone(),
+            metrics,
+        ));
+    };
+    let identity = mesh::NodeIdentity::load(
+        &cluster.node_cert_path,
+        &cluster.node_key_path,
+        &cluster.ca_cert_path,
+    )
+    .map_err(|e| RunError::Identity(e.to_string()))?;
+    if identity.node() != &config.node.name || identity.region() != &config.node.region {
+        return Err(RunError::Identity(format!(
+            "the certificate is for node {} in region {}, but [node] says {} in {}",
+            identity.node(),
+            identity.region(),
+            config.node.name,
+            config.node.region
+        )));
+    }
+    let mut mesh_config = mesh_config.clone();
+    if mesh_config.api_url.is_empty() {
+        mesh_config.api_url = public_base_url.to_owned();
+    }
+    if mesh_config.admin_url.is_empty() {
+        mesh_config.admin_url = format!("http://{admin_addr}");
+    }
+    let mut stop_mesh = stop.clone();
+    let handle = mesh::Mesh::start(mesh_config, identity, async move {
+        let _ = stop_mesh.changed().await;
+    })
+    .await
+    .map_err(|e| RunError::Mesh(e.to_string()))?;
+    Ok(Cluster::with_mesh(handle, metrics, stop))
 }

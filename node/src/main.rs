@@ -30,9 +30,39 @@ enum Command {
         /// The TOML configuration.
         config: PathBuf,
     },
-    /// Start emulated orchestrators and a gateway on loopback, and print
-    /// where to look.
+    /// Start a local multi-region lab (emulated orchestrators, 3 regions ×
+    /// 2 gateway nodes in one mesh) on loopback, and print where to look.
     Demo(node::demo::DemoArgs),
+    /// Cluster certificates.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CertsCommand {
+    /// Create the cluster CA (DIR/ca.pem, DIR/ca.key); refuses to overwrite one.
+    Init {
+        /// Directory for the CA files.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Issue a node certificate signed by the cluster CA in DIR
+    /// (DIR/NODE.pem, DIR/NODE.key).
+    Issue {
+        /// Directory holding the CA; the node files are written there too
+        /// unless --out is given.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Node name (unique in the cluster).
+        #[arg(long)]
+        node: mesh_core::NodeId,
+        /// The node's region.
+        #[arg(long)]
+        region: mesh_core::RegionId,
+        /// Where to write the node files.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -74,6 +104,34 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("gatemesh: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Certs(CertsCommand::Init { dir }) => match mesh::certs::init_ca(&dir) {
+            Ok(files) => {
+                println!("cluster CA written: {files:?}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("gatemesh certs init: {error}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Certs(CertsCommand::Issue {
+            dir,
+            node,
+            region,
+            out,
+        }) => {
+            let out = out.unwrap_or_else(|| dir.clone());
+            match mesh::certs::issue_node(&dir, &out, &node, &region) {
+                Ok(files) => {
+                    println!("node certificate written: {files:?}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("gatemesh certs issue: {error}");
                     ExitCode::FAILURE
                 }
             }

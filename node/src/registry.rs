@@ -2,8 +2,9 @@
 //! (capabilities, models, prices, GPUs), the cached job sessions (auth
 //! tokens), and this node's in-flight count per orchestrator.
 //!
-//! Health and latency statistics live in the mesh-core view, shared with the
-//! other nodes; this table holds what only this process needs.
+//! Health and latency statistics live in the mesh-core view (see
+//! [`crate::cluster`]), shared with the other nodes; this table holds what
+//! only this process needs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -29,25 +30,8 @@ struct Entry {
     info_fetched_at: Option<Instant>,
     last_info_error: Option<String>,
     in_flight: u32,
-    /// This node skips the orchestrator until then after a failure.
-    suspended_until: Option<Instant>,
     /// Job sessions per (pipeline, model): the auth token and transcoder URL.
     sessions: HashMap<(Pipeline, String), Session>,
-}
-
-/// One orchestrator that can take a job, as the picker sees it.
-#[derive(Debug, Clone)]
-pub struct Capable {
-    /// The orchestrator.
-    pub id: OrchestratorId,
-    /// Its info.
-    pub info: OrchestratorInfo,
-    /// The model is warm there.
-    pub warm: bool,
-    /// Jobs this node has in flight there.
-    pub in_flight: u32,
-    /// This node saw it fail recently.
-    pub suspended: bool,
 }
 
 /// A summary row for readiness and the admin API.
@@ -111,44 +95,6 @@ impl Registry {
         self.read().get(id)?.info.clone()
     }
 
-    /// Orchestrators whose info lists the model for the pipeline.
-    pub fn capable(&self, pipeline: Pipeline, model_id: &str) -> Vec<Capable> {
-        let now = Instant::now();
-        self.read()
-            .iter()
-            .filter_map(|(id, entry)| {
-                let info = entry.info.as_ref()?;
-                let warm = info.model_state(pipeline, model_id)?;
-                Some(Capable {
-                    id: id.clone(),
-                    info: info.clone(),
-                    warm,
-                    in_flight: entry.in_flight,
-                    suspended: entry.suspended_until.is_some_and(|until| until > now),
-                })
-            })
-            .collect()
-    }
-
-    /// Whether any orchestrator with fresh info serves any of `pipelines`.
-    pub fn any_capable_fresh(&self, pipelines: &[Pipeline], max_age: std::time::Duration) -> bool {
-        let now = Instant::now();
-        self.read().values().any(|entry| {
-            let fresh = entry
-                .info_fetched_at
-                .is_some_and(|at| now.duration_since(at) <= max_age);
-            fresh
-                && entry.info.as_ref().is_some_and(|info| {
-                    pipelines.iter().any(|p| {
-                        info.capabilities
-                            .models
-                            .get(&p.capability())
-                            .is_some_and(|models| !models.is_empty())
-                    })
-                })
-        })
-    }
-
     /// Summary rows.
     pub fn statuses(&self) -> Vec<OrchestratorStatus> {
         let now = Instant::now();
@@ -204,20 +150,6 @@ impl Registry {
     pub fn drop_sessions(&self, id: &OrchestratorId) {
         if let Some(entry) = self.write().get_mut(id) {
             entry.sessions.clear();
-        }
-    }
-
-    /// Skips the orchestrator for `duration` after a failure.
-    pub fn suspend(&self, id: &OrchestratorId, duration: std::time::Duration) {
-        if let Some(entry) = self.write().get_mut(id) {
-            entry.suspended_until = Some(Instant::now() + duration);
-        }
-    }
-
-    /// Ends a suspension after a success.
-    pub fn clear_suspension(&self, id: &OrchestratorId) {
-        if let Some(entry) = self.write().get_mut(id) {
-            entry.suspended_until = None;
         }
     }
 

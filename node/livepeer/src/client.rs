@@ -55,6 +55,9 @@ pub struct ClientOptions {
     pub max_json_response_bytes: usize,
     /// Address and signature sent in `GetOrchestrator` (offchain by default).
     pub identity: GatewayIdentity,
+    /// Source IP of outgoing connections (`None`: the OS picks). A node bound
+    /// to one address of a multi-homed host calls orchestrators from it.
+    pub local_address: Option<std::net::IpAddr>,
 }
 
 impl Default for ClientOptions {
@@ -64,6 +67,7 @@ impl Default for ClientOptions {
             pool_idle_timeout: Duration::from_secs(60),
             max_json_response_bytes: MAX_JSON_RESPONSE_BYTES,
             identity: GatewayIdentity::offchain(),
+            local_address: None,
         }
     }
 }
@@ -119,6 +123,7 @@ impl OrchestratorClient {
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
         tcp.set_connect_timeout(Some(options.connect_timeout));
+        tcp.set_local_address(options.local_address);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls::client_config_without_alpn()?)
             .https_or_http()

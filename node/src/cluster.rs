@@ -1,0 +1,493 @@
+//! The node's side of the shared view: this node's observations go into the
+//! mesh-core [`View`], records from other nodes are merged into it, and
+//! routing reads snapshots of it. With a mesh, records travel as mesh
+//! records (`obs/<orchestrator>`, `blocklist`); without one, the view is
+//! simply local.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use api::admin::{Event, EventKind, EventRing};
+use mesh::{Member, MemberState, MeshHandle};
+use mesh_core::view::{ErrorClass as ObservedError, ObservationRecord, View, ViewSnapshot};
+use mesh_core::{
+    EjectionPolicy, LocalState, NodeId, OrchestratorId, OrchestratorInfo, Pipeline, RegionId,
+};
+use tokio::sync::{Notify, watch};
+
+/// How long a remote observer's record may stay unchanged before it is
+/// dropped; owners re-stamp theirs every [`REFRESH_LOCAL_EVERY`], so only
+/// records of nodes that are gone for good expire.
+const RECORD_MAX_AGE_MS: u64 = 10 * 60 * 1000;
+/// How often this node re-stamps its own records.
+const REFRESH_LOCAL_EVERY: Duration = Duration::from_secs(60);
+/// Record key prefix for observations.
+const OBSERVATION_KEY_PREFIX: &str = "obs/";
+/// Record key of the blocklist.
+const BLOCKLIST_KEY: &str = "blocklist";
+/// Clock drift tolerated from peers' hybrid logical clocks.
+const MAX_DRIFT_MS: u64 = mesh_core::hlc::DEFAULT_MAX_DRIFT_MS;
+
+/// Shared handle to the node's view. Cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    node: NodeId,
+    region: RegionId,
+    view: Mutex<View>,
+    snapshot: RwLock<Option<ViewSnapshot>>,
+    changed: Notify,
+    mesh: Option<MeshHandle>,
+    members: Option<watch::Receiver<Vec<Member>>>,
+    events: Arc<EventRing>,
+    metrics: api::Metrics,
+    policy: EjectionPolicy,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node", &self.inner.node)
+            .field("region", &self.inner.region)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// A view with no mesh (single node).
+    pub fn standalone(node: NodeId, region: RegionId, metrics: api::Metrics) -> Self {
+        Self::build(node, region, None, metrics)
+    }
+
+    /// A view replicated over `mesh`. Starts the replication tasks; they stop
+    /// when `shutdown` flips to true.
+    pub fn with_mesh(
+        mesh: MeshHandle,
+        metrics: api::Metrics,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let cluster = Self::build(
+            mesh.node().clone(),
+            mesh.region().clone(),
+            Some(mesh),
+            metrics,
+        );
+        tokio::spawn(cluster.clone().publish_loop(shutdown.clone()));
+        tokio::spawn(cluster.clone().receive_loop(shutdown.clone()));
+        tokio::spawn(cluster.clone().maintenance_loop(shutdown));
+        cluster
+    }
+
+    fn build(
+        node: NodeId,
+        region: RegionId,
+        mesh: Option<MeshHandle>,
+        metrics: api::Metrics,
+    ) -> Self {
+        let members = mesh.as_ref().map(MeshHandle::subscribe_members);
+        Self {
+            inner: Arc::new(Inner {
+                view: Mutex::new(View::new(node.clone(), region.clone(), MAX_DRIFT_MS)),
+                node,
+                region,
+                snapshot: RwLock::new(None),
+                changed: Notify::new(),
+                mesh,
+                members,
+                events: Arc::new(EventRing::default()),
+                metrics,
+                policy: EjectionPolicy::default(),
+            }),
+        }
+    }
+
+    /// This node.
+    pub fn node(&self) -> &NodeId {
+        &self.inner.node
+    }
+
+    /// This node's region.
+    pub fn region(&self) -> &RegionId {
+        &self.inner.region
+    }
+
+    /// The mesh, when the node runs in a cluster.
+    pub fn mesh(&self) -> Option<&MeshHandle> {
+        self.inner.mesh.as_ref()
+    }
+
+    /// The current snapshot (rebuilt after any change, at most once per read).
+    pub fn snapshot(&self) -> ViewSnapshot {
+        if let Some(snapshot) = self
+            .inner
+            .snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            return snapshot.clone();
+        }
+        let snapshot = self.view(|view| view.snapshot(unix_ms()));
+        *self
+            .inner
+            .snapshot
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(snapshot.clone());
+        snapshot
+    }
+
+    /// Routing's view of this node: region, time, in-flight counts and the
+    /// alive nodes of every region.
+    pub fn local_state(&self, in_flight: BTreeMap<OrchestratorId, u32>) -> LocalState {
+        let mut local = LocalState::new(self.inner.region.clone(), unix_ms());
+        local.in_flight = in_flight.into_iter().collect();
+        for member in self.members() {
+            if member.state == MemberState::Alive && !member.is_self {
+                if let Some(region) = member.region {
+                    local
+                        .nodes_by_region
+                        .entry(region)
+                        .or_default()
+                        .push(member.node);
+                }
+            }
+        }
+        local
+    }
+
+    /// Cluster members (empty without a mesh).
+    pub fn members(&self) -> Vec<Member> {
+        self.inner
+            .members
+            .as_ref()
+            .map(|m| m.borrow().clone())
+            .unwrap_or_default()
+    }
+
+    /// A job succeeded on `orchestrator`.
+    pub fn record_success(
+        &self,
+        orchestrator: &OrchestratorId,
+        pipeline: Pipeline,
+        model_id: &str,
+        latency_ms: u32,
+    ) {
+        self.change(|view, now| {
+            view.local_success(orchestrator, pipeline, model_id, latency_ms, now)
+                .map(|_| ())
+        });
+    }
+
+    /// A job failed on `orchestrator`; returns the ejection's end if this
+    /// failure ejected it.
+    pub fn record_failure(
+        &self,
+        orchestrator: &OrchestratorId,
+        pipeline: Pipeline,
+        model_id: &str,
+        class: ObservedError,
+    ) -> Option<u64> {
+        let policy = self.inner.policy;
+        let ejected = self
+            .change(|view, now| {
+                view.local_failure(orchestrator, pipeline, model_id, class, &policy, now)
+            })
+            .flatten();
+        self.inner
+            .metrics
+            .record_orchestrator_failure(orchestrator, unix_ms());
+        if let Some(until) = ejected {
+            self.inner.metrics.record_ejection(orchestrator);
+            self.event(
+                EventKind::Ejected,
+                Some(orchestrator),
+                format!(
+                    "ejected for {} ms after {class:?}",
+                    until.saturating_sub(unix_ms())
+                ),
+            );
+        }
+        ejected
+    }
+
+    /// Discovery fetched `orchestrator`'s info in `rtt_ms`.
+    pub fn record_info(&self, orchestrator: &OrchestratorId, info: OrchestratorInfo, rtt_ms: u32) {
+        self.change(|view, now| view.local_info(orchestrator, info, Some(rtt_ms), now));
+    }
+
+    /// Discovery could not reach `orchestrator`.
+    pub fn record_unreachable(&self, orchestrator: &OrchestratorId, class: ObservedError) {
+        let policy = self.inner.policy;
+        self.change(|view, now| {
+            view.update_local(orchestrator, now, |record| {
+                record.consecutive_failures = record.consecutive_failures.saturating_add(1);
+                record.last_error = Some(class);
+                record.last_error_ms = now;
+                policy.after_failure(record, class, now)
+            })
+        });
+    }
+
+    /// This node's in-flight count on `orchestrator` changed.
+    pub fn record_in_flight(&self, orchestrator: &OrchestratorId, in_flight: u32) {
+        self.change(|view, now| view.local_in_flight(orchestrator, in_flight, now));
+    }
+
+    /// Blocks an orchestrator cluster-wide.
+    pub fn block(&self, orchestrator: OrchestratorId) -> Result<(), String> {
+        let result = self
+            .change(|view, _| view.block(orchestrator.clone()))
+            .ok_or_else(|| "blocklist is full".to_owned());
+        if result.is_ok() {
+            self.event(
+                EventKind::Blocked,
+                Some(&orchestrator),
+                "blocked through the admin API".into(),
+            );
+        }
+        result
+    }
+
+    /// Unblocks an orchestrator cluster-wide.
+    pub fn unblock(&self, orchestrator: &OrchestratorId) {
+        self.change(|view, _| {
+            view.unblock(orchestrator);
+            Ok::<(), mesh_core::view::ViewError>(())
+        });
+        self.event(
+            EventKind::Unblocked,
+            Some(orchestrator),
+            "unblocked through the admin API".into(),
+        );
+    }
+
+    /// The blocked orchestrators.
+    pub fn blocked(&self) -> Vec<OrchestratorId> {
+        self.view(|view| view.blocked())
+    }
+
+    /// Records an event for operators (admin API, dashboard).
+    pub fn event(&self, kind: EventKind, orchestrator: Option<&OrchestratorId>, message: String) {
+        tracing::info!(kind = kind.as_str(), orchestrator = ?orchestrator, %message, "cluster event");
+        self.inner.events.push(Event {
+            at_ms: unix_ms(),
+            kind,
+            node: Some(self.inner.node.clone()),
+            region: Some(self.inner.region.clone()),
+            orchestrator: orchestrator.cloned(),
+            message,
+        });
+    }
+
+    /// The event log, for the admin API.
+    pub fn events(&self) -> Arc<EventRing> {
+        self.inner.events.clone()
+    }
+
+    /// The node's metrics.
+    pub fn metrics(&self) -> &api::Metrics {
+        &self.inner.metrics
+    }
+
+    fn view<R>(&self, read: impl FnOnce(&View) -> R) -> R {
+        read(&self.inner.view.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Applies a local change, invalidates the snapshot and wakes the publisher.
+    fn change<R, E: std::fmt::Display>(
+        &self,
+        apply: impl FnOnce(&mut View, u64) -> Result<R, E>,
+    ) -> Option<R> {
+        let result = {
+            let mut view = self.inner.view.lock().unwrap_or_else(|p| p.into_inner());
+            apply(&mut view, unix_ms())
+        };
+        self.invalidate();
+        self.inner.changed.notify_one();
+        match result {
+            Ok(value) => Some(value),
+            Err(error) => {
+                tracing::warn!(%error, "view change refused");
+                None
+            }
+        }
+    }
+
+    fn invalidate(&self) {
+        *self
+            .inner
+            .snapshot
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Publishes changed local records and the blocklist as mesh records.
+    async fn publish_loop(self, mut shutdown: watch::Receiver<bool>) {
+        let Some(mesh) = self.inner.mesh.clone() else {
+            return;
+        };
+        loop {
+            let (records, blocklist) = {
+                let mut view = self.inner.view.lock().unwrap_or_else(|p| p.into_inner());
+                let dirty = view.take_dirty();
+                let records: Vec<(String, Vec<u8>)> = dirty
+                    .iter()
+                    .filter_map(|id| {
+                        let record = view.local_record(id)?;
+                        match record.encode() {
+                            Ok(bytes) => Some((format!("{OBSERVATION_KEY_PREFIX}{id}"), bytes)),
+                            Err(error) => {
+                                tracing::warn!(orchestrator = %id, %error, "observation record not published");
+                                None
+                            }
+                        }
+                    })
+                    .collect();
+                let blocklist = if view.take_blocklist_dirty() {
+                    view.encode_blocklist().ok()
+                } else {
+                    None
+                };
+                (records, blocklist)
+            };
+            for (key, bytes) in records {
+                if let Err(error) = mesh.publish_record(&key, &bytes).await {
+                    tracing::warn!(%key, %error, "cannot publish record");
+                }
+            }
+            if let Some(bytes) = blocklist {
+                if let Err(error) = mesh.publish_record(BLOCKLIST_KEY, &bytes).await {
+                    tracing::warn!(%error, "cannot publish the blocklist");
+                }
+            }
+            tokio::select! {
+                _ = self.inner.changed.notified() => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Merges every record the mesh delivers (our own echoes included: they
+    /// move the clock past versions written before a restart).
+    async fn receive_loop(self, mut shutdown: watch::Receiver<bool>) {
+        let Some(mesh) = self.inner.mesh.clone() else {
+            return;
+        };
+        let mut records = mesh.subscribe_records();
+        for record in mesh.records() {
+            self.merge_record(&record);
+        }
+        loop {
+            tokio::select! {
+                received = records.recv() => match received {
+                    Ok(record) => self.merge_record(&record),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::debug!(missed, "record stream lagged; re-reading all records");
+                        for record in mesh.records() {
+                            self.merge_record(&record);
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    fn merge_record(&self, record: &mesh::Record) {
+        let now = unix_ms();
+        if record.key == BLOCKLIST_KEY {
+            match View::decode_blocklist(&record.value) {
+                Ok(blocklist) => {
+                    let mut view = self.inner.view.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Err(error) = view.merge_blocklist(blocklist) {
+                        tracing::warn!(origin = %record.origin, %error, "blocklist refused");
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(origin = %record.origin, %error, "undecodable blocklist")
+                }
+            }
+        } else if record.key.starts_with(OBSERVATION_KEY_PREFIX) {
+            match ObservationRecord::decode(&record.value) {
+                Ok(observation) if observation.observer == record.origin => {
+                    let mut view = self.inner.view.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Err(error) = view.merge(observation, now) {
+                        tracing::debug!(origin = %record.origin, %error, "observation refused");
+                    }
+                }
+                Ok(observation) => tracing::warn!(
+                    origin = %record.origin,
+                    observer = %observation.observer,
+                    "observation written by another node than its origin; ignored"
+                ),
+                Err(error) => {
+                    tracing::warn!(origin = %record.origin, %error, "undecodable observation")
+                }
+            }
+        } else {
+            return;
+        }
+        self.invalidate();
+    }
+
+    async fn maintenance_loop(self, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(REFRESH_LOCAL_EVERY);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let now = unix_ms();
+                    {
+                        let mut view = self.inner.view.lock().unwrap_or_else(|p| p.into_inner());
+                        view.refresh_local(now);
+                        view.expire(now, RECORD_MAX_AGE_MS);
+                    }
+                    self.invalidate();
+                    self.inner.changed.notify_one();
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// Maps the client's error to what the view records about the orchestrator.
+pub fn observed_error(error: &livepeer::OrchestratorError) -> ObservedError {
+    use livepeer::OrchestratorError as E;
+    match error {
+        E::Connect(message) if message.to_ascii_lowercase().contains("tls") => ObservedError::Tls,
+        E::Connect(_) | E::InvalidUrl { .. } => ObservedError::Connect,
+        E::Timeout { .. } => ObservedError::Timeout,
+        E::Transport(_) => ObservedError::Connect,
+        E::Http { status, body } => {
+            let body = body.to_ascii_lowercase();
+            if body.contains("insufficient capacity") {
+                ObservedError::Busy
+            } else if body.contains("returned 400")
+                || (*status >= 400 && *status < 500 && *status != 403)
+            {
+                ObservedError::Client
+            } else if *status >= 500 {
+                ObservedError::Server
+            } else {
+                ObservedError::Other
+            }
+        }
+        E::Grpc { .. } => ObservedError::Server,
+        E::BodyTooLarge { .. } | E::InvalidReply(_) | E::DataUri(_) => ObservedError::BadResponse,
+        E::Payment(_) => ObservedError::Other,
+    }
+}
+
+/// Unix time in milliseconds.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
