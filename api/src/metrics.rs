@@ -65,8 +65,10 @@ pub const MAX_NODE_LABELS: usize = 64;
 
 /// Job duration buckets, seconds: a fast LLM answer (25 ms) to a long
 /// video job (2 min).
-pub const JOB_DURATION_BUCKETS_S: [f64; 13] = [
-    0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0,
+/// 10 s is a bucket bound because the latency SLO in
+/// `deploy/prometheus/rules.yml` reads `le="10"`.
+pub const JOB_DURATION_BUCKETS_S: [f64; 14] = [
+    0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 15.0, 30.0, 60.0, 120.0,
 ];
 /// Time-to-first-byte buckets, seconds: stream starts are fast or broken.
 pub const FIRST_BYTE_BUCKETS_S: [f64; 11] =
@@ -125,6 +127,7 @@ struct Inner {
     capacity: Family<OfferLabels, Gauge>,
     price: Family<OfferLabels, FloatGauge>,
     view_orchestrators: Family<StatusLabels, Gauge>,
+    capable: Family<PipelineOnlyLabels, Gauge>,
     members: Family<StateLabels, Gauge>,
     gossip_bytes: Family<DirectionLabels, Counter>,
     staleness: Family<OriginLabels, FloatGauge>,
@@ -178,6 +181,7 @@ impl Metrics {
         let capacity = Family::default();
         let price = Family::default();
         let view_orchestrators = Family::default();
+        let capable = Family::<PipelineOnlyLabels, Gauge>::default();
         let members = Family::default();
         let gossip_bytes = Family::default();
         let staleness = Family::default();
@@ -262,6 +266,11 @@ impl Metrics {
             view_orchestrators.clone(),
         );
         registry.register(
+            "pipeline_capable_orchestrators",
+            "Usable orchestrators (not ejected, not blocked) serving each batch pipeline",
+            capable.clone(),
+        );
+        registry.register(
             "mesh_members",
             "Cluster members by state, as this node sees them",
             members.clone(),
@@ -315,6 +324,7 @@ impl Metrics {
                 capacity,
                 price,
                 view_orchestrators,
+                capable,
                 members,
                 gossip_bytes,
                 staleness,
@@ -562,6 +572,28 @@ impl Metrics {
                     .or_insert(u64::MAX);
                 *entry = (*entry).min(age);
             }
+        }
+        for pipeline in Pipeline::BATCH {
+            let usable = snapshot
+                .orchestrators()
+                .iter()
+                .filter(|summary| {
+                    !summary.blocked
+                        && summary.ejected_until_ms <= now_ms
+                        && summary.info.as_ref().is_some_and(|info| {
+                            info.capabilities
+                                .models
+                                .get(&pipeline.capability())
+                                .is_some_and(|models| !models.is_empty())
+                        })
+                })
+                .count();
+            inner
+                .capable
+                .get_or_create(&PipelineOnlyLabels {
+                    pipeline: pipeline.as_str(),
+                })
+                .set(usable as i64);
         }
         for status in OrchestratorStatus::ALL {
             let count = status_counts.get(status.as_str()).copied().unwrap_or(0);
@@ -867,6 +899,11 @@ struct OfferLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     status: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PipelineOnlyLabels {
+    pipeline: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
