@@ -146,8 +146,11 @@ impl Cluster {
         let mut local = LocalState::new(self.inner.region.clone(), unix_ms());
         local.in_flight = in_flight.into_iter().collect();
         for member in self.members() {
-            if member.state == MemberState::Alive && !member.is_self {
-                if let Some(region) = member.region {
+            if member.state == MemberState::Alive
+                && !member.is_self
+                && let Some(region) = member.region
+            {
+                {
                     local
                         .nodes_by_region
                         .entry(region)
@@ -359,8 +362,10 @@ impl Cluster {
                     tracing::warn!(%key, %error, "cannot publish record");
                 }
             }
-            if let Some(bytes) = blocklist {
-                if let Err(error) = mesh.publish_record(BLOCKLIST_KEY, &bytes).await {
+            if let Some(bytes) = blocklist
+                && let Err(error) = mesh.publish_record(BLOCKLIST_KEY, &bytes).await
+            {
+                {
                     tracing::warn!(%error, "cannot publish the blocklist");
                 }
             }

@@ -423,8 +423,10 @@ impl Executor {
     async fn session(&self, id: &OrchestratorId, job: &JobSpec) -> Result<Session, AttemptError> {
         let inner = &self.inner;
         let now_unix = unix_now();
-        if let Some(session) = inner.registry.session(id, job.pipeline, &job.model_id) {
-            if !session.needs_refresh(now_unix) {
+        if let Some(session) = inner.registry.session(id, job.pipeline, &job.model_id)
+            && !session.needs_refresh(now_unix)
+        {
+            {
                 return Ok(session);
             }
         }
