@@ -150,13 +150,11 @@ pub async fn refresh_infos(
             match client.get_orchestrator(&id, None, timeout).await {
                 Ok(session) => {
                     let rtt_ms = started.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
-                    cluster.record_info(&id, session.info.clone(), rtt_ms);
-                    registry.set_info(&id, session.info);
+                    cluster.record_info(&id, session.info, rtt_ms);
                 }
                 Err(error) => {
                     tracing::debug!(orchestrator = %id, %error, "orchestrator info refresh failed");
                     cluster.record_unreachable(&id, observed_error(&error));
-                    registry.set_info_error(&id, error.to_string());
                 }
             }
         })

@@ -1,6 +1,6 @@
-//! The node's table of known orchestrators: what discovery learned about each
-//! (capabilities, models, prices, GPUs), the cached job sessions (auth
-//! tokens), and this node's in-flight count per orchestrator.
+//! The node's table of the orchestrators discovery lists (static list and
+//! webhook): the cached job sessions (auth tokens) and this node's in-flight
+//! count per orchestrator.
 //!
 //! Health and latency statistics live in the mesh-core view (see
 //! [`crate::cluster`]), shared with the other nodes; this table holds what
@@ -10,8 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use livepeer::Session;
-use mesh_core::{OrchestratorId, OrchestratorInfo, Pipeline};
-use tokio::time::Instant;
+use mesh_core::{OrchestratorId, Pipeline};
 
 /// Most orchestrators tracked. The public network has a few hundred; a
 /// webhook that returns more is cut here rather than growing without bound.
@@ -26,27 +25,9 @@ pub struct Registry {
 /// What the table knows about one orchestrator.
 #[derive(Debug, Default)]
 struct Entry {
-    info: Option<OrchestratorInfo>,
-    info_fetched_at: Option<Instant>,
-    last_info_error: Option<String>,
     in_flight: u32,
     /// Job sessions per (pipeline, model): the auth token and transcoder URL.
     sessions: HashMap<(Pipeline, String), Session>,
-}
-
-/// A summary row for readiness and the admin API.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct OrchestratorStatus {
-    /// The orchestrator.
-    pub id: OrchestratorId,
-    /// Info was fetched at least once.
-    pub has_info: bool,
-    /// Milliseconds since the last successful info fetch.
-    pub info_age_ms: Option<u64>,
-    /// The last info fetch error, if the last fetch failed.
-    pub last_info_error: Option<String>,
-    /// Jobs in flight from this node.
-    pub in_flight: u32,
 }
 
 impl Registry {
@@ -70,46 +51,6 @@ impl Registry {
     /// The known orchestrators.
     pub fn members(&self) -> Vec<OrchestratorId> {
         self.read().keys().cloned().collect()
-    }
-
-    /// Records a successful info fetch.
-    pub fn set_info(&self, id: &OrchestratorId, info: OrchestratorInfo) {
-        if let Some(entry) = self.write().get_mut(id) {
-            entry.info = Some(info);
-            entry.info_fetched_at = Some(Instant::now());
-            entry.last_info_error = None;
-        }
-    }
-
-    /// Records a failed info fetch. The last good info is kept: a transient
-    /// error must not make a working orchestrator disappear; job outcomes and
-    /// the shared view decide whether it is healthy.
-    pub fn set_info_error(&self, id: &OrchestratorId, error: String) {
-        if let Some(entry) = self.write().get_mut(id) {
-            entry.last_info_error = Some(error);
-        }
-    }
-
-    /// The latest info of one orchestrator.
-    pub fn info(&self, id: &OrchestratorId) -> Option<OrchestratorInfo> {
-        self.read().get(id)?.info.clone()
-    }
-
-    /// Summary rows.
-    pub fn statuses(&self) -> Vec<OrchestratorStatus> {
-        let now = Instant::now();
-        self.read()
-            .iter()
-            .map(|(id, entry)| OrchestratorStatus {
-                id: id.clone(),
-                has_info: entry.info.is_some(),
-                info_age_ms: entry
-                    .info_fetched_at
-                    .map(|at| now.duration_since(at).as_millis() as u64),
-                last_info_error: entry.last_info_error.clone(),
-                in_flight: entry.in_flight,
-            })
-            .collect()
     }
 
     /// The cached session for a job on an orchestrator.
