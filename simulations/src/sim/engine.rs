@@ -1,0 +1,680 @@
+//! The discrete-event loop: one run of one policy through one [`Plan`].
+//!
+//! Events sit in a binary heap ordered by (virtual time, sequence number), so
+//! two events at the same instant run in the order they were scheduled and a
+//! run depends on nothing but its seed. Randomness comes from separate
+//! streams (arrivals, service times, gossip, the policy) so that every policy
+//! sees the same clients, the same faults and, for the same job on the same
+//! orchestrator, the same service time.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::rc::Rc;
+
+use super::metrics::{JobRecord, PickRecord, RunLog};
+use super::model::{NodeIdx, OrchIdx, RegionIdx, SimTime, us};
+use super::policy::{
+    AttemptReport, FailureKind, PickDecision, PickInput, ProbeReply, ProbeResult, RoutingPolicy,
+};
+use super::rng::{SimRng, mix64};
+use super::scenario::{FaultAction, Plan};
+
+/// Upper bound on events per run, a guard against a policy that loops.
+const MAX_EVENTS: u64 = 50_000_000;
+/// Propagation samples kept per run (for the calibration figures).
+const MAX_PROPAGATION_SAMPLES: usize = 20_000;
+
+type JobIdx = usize;
+type AttemptIdx = usize;
+
+enum Event<G> {
+    Arrival,
+    TryJob(JobIdx),
+    AttemptEnd {
+        attempt: AttemptIdx,
+        result: Result<(), FailureKind>,
+    },
+    DiscoveryDone {
+        node: NodeIdx,
+        epoch: u32,
+        results: Vec<ProbeResult>,
+    },
+    Poll {
+        node: NodeIdx,
+        epoch: u32,
+    },
+    GossipTick {
+        node: NodeIdx,
+        epoch: u32,
+    },
+    Deliver {
+        to: NodeIdx,
+        epoch: u32,
+        msg: Rc<G>,
+    },
+    Fault(usize),
+}
+
+struct Scheduled<G> {
+    at: SimTime,
+    seq: u64,
+    event: Event<G>,
+}
+
+impl<G> PartialEq for Scheduled<G> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl<G> Eq for Scheduled<G> {}
+impl<G> PartialOrd for Scheduled<G> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<G> Ord for Scheduled<G> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Reversed: BinaryHeap is a max-heap and we want the earliest first.
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+struct OrchState {
+    up: bool,
+    slowdown: f64,
+    price_wei_per_unit: i64,
+    in_service: u32,
+    holding: Vec<AttemptIdx>,
+}
+
+struct NodeState {
+    up: bool,
+    epoch: u32,
+    inflight: Vec<u32>,
+    discovering: bool,
+    waiting: Vec<JobIdx>,
+}
+
+struct Job {
+    arrival: SimTime,
+    node: NodeIdx,
+    tried: Vec<OrchIdx>,
+    done: bool,
+}
+
+struct Attempt {
+    job: JobIdx,
+    orch: OrchIdx,
+    node: NodeIdx,
+    epoch: u32,
+    started: SimTime,
+    resolved: bool,
+    holding: bool,
+}
+
+/// One run of one policy.
+pub struct Engine<'p, P: RoutingPolicy> {
+    plan: &'p Plan,
+    policy: P,
+    now: SimTime,
+    seq: u64,
+    queue: BinaryHeap<Scheduled<P::Gossip>>,
+    orchs: Vec<OrchState>,
+    nodes: Vec<NodeState>,
+    partitions: Vec<(RegionIdx, RegionIdx)>,
+    jobs: Vec<Job>,
+    attempts: Vec<Attempt>,
+    arrival_rng: SimRng,
+    gossip_rng: SimRng,
+    policy_rng: SimRng,
+    end: SimTime,
+    log: RunLog,
+    mean_service_ms: Vec<f64>,
+    events: u64,
+}
+
+impl<P: RoutingPolicy> std::fmt::Debug for Engine<'_, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("policy", &self.policy.name())
+            .field("now", &self.now)
+            .field("events", &self.events)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'p, P: RoutingPolicy> Engine<'p, P> {
+    /// A fresh run of `policy` through `plan`.
+    pub fn new(plan: &'p Plan, policy: P) -> Self {
+        let topo = &plan.config.topology;
+        let seed = plan.seed;
+        let orchs = topo
+            .orchestrators
+            .iter()
+            .map(|o| OrchState {
+                up: true,
+                slowdown: 1.0,
+                price_wei_per_unit: o.price_wei_per_unit,
+                in_service: 0,
+                holding: Vec::new(),
+            })
+            .collect();
+        let nodes = topo
+            .nodes
+            .iter()
+            .map(|_| NodeState {
+                up: true,
+                epoch: 0,
+                inflight: vec![0; topo.orchestrators.len()],
+                discovering: false,
+                waiting: Vec::new(),
+            })
+            .collect();
+        let mean_service_ms = topo
+            .orchestrators
+            .iter()
+            .map(|o| plan.config.mean_service_ms(o.service_median_ms))
+            .collect();
+        Self {
+            plan,
+            policy,
+            now: SimTime::ZERO,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            orchs,
+            nodes,
+            partitions: Vec::new(),
+            jobs: Vec::new(),
+            attempts: Vec::new(),
+            arrival_rng: SimRng::new(seed, 1),
+            gossip_rng: SimRng::new(seed, 2),
+            policy_rng: SimRng::new(seed, 3),
+            end: SimTime::from_ms(plan.config.workload.duration_s * 1000.0),
+            log: RunLog::default(),
+            mean_service_ms,
+            events: 0,
+        }
+    }
+
+    fn schedule(&mut self, at: SimTime, event: Event<P::Gossip>) {
+        self.seq += 1;
+        self.queue.push(Scheduled {
+            at,
+            seq: self.seq,
+            event,
+        });
+    }
+
+    /// Run to the end of the scenario (plus time for running jobs to finish)
+    /// and return the log.
+    pub fn run(mut self) -> (RunLog, P) {
+        let node_count = self.nodes.len();
+        self.schedule_next_arrival();
+        for i in 0..self.plan.faults.len() {
+            self.schedule(self.plan.faults[i].at, Event::Fault(i));
+        }
+        for node in 0..node_count {
+            self.start_node_timers(node);
+        }
+        // Jobs that arrive before `end` may finish after it.
+        let hard_end = self.end.plus_us(us(30_000.0));
+        while let Some(Scheduled { at, event, .. }) = self.queue.pop() {
+            if at > hard_end || self.events >= MAX_EVENTS {
+                break;
+            }
+            self.now = at;
+            self.events += 1;
+            self.handle(event);
+        }
+        self.log.events = self.events;
+        (self.log, self.policy)
+    }
+
+    fn start_node_timers(&mut self, node: NodeIdx) {
+        let n = self.nodes.len() as f64;
+        let epoch = self.nodes[node].epoch;
+        if self.policy.gossips() {
+            let offset = self.plan.config.propagation.gossip_interval_ms * node as f64 / n;
+            self.schedule(
+                self.now.plus_us(us(offset)),
+                Event::GossipTick { node, epoch },
+            );
+        }
+        if let Some(interval_ms) = self.policy.poll_interval_ms() {
+            let offset = interval_ms * node as f64 / n;
+            self.schedule(self.now.plus_us(us(offset)), Event::Poll { node, epoch });
+        }
+    }
+
+    fn handle(&mut self, event: Event<P::Gossip>) {
+        match event {
+            Event::Arrival => self.on_arrival(),
+            Event::TryJob(job) => self.try_job(job),
+            Event::AttemptEnd { attempt, result } => self.on_attempt_end(attempt, result),
+            Event::DiscoveryDone {
+                node,
+                epoch,
+                results,
+            } => {
+                if self.nodes[node].up && self.nodes[node].epoch == epoch {
+                    self.policy.on_discovery(node, self.now, &results);
+                    self.nodes[node].discovering = false;
+                    for job in std::mem::take(&mut self.nodes[node].waiting) {
+                        self.schedule(self.now, Event::TryJob(job));
+                    }
+                }
+            }
+            Event::Poll { node, epoch } => {
+                if self.nodes[node].up && self.nodes[node].epoch == epoch && self.now < self.end {
+                    self.start_discovery(node);
+                    if let Some(interval_ms) = self.policy.poll_interval_ms() {
+                        self.schedule(
+                            self.now.plus_us(us(interval_ms)),
+                            Event::Poll { node, epoch },
+                        );
+                    }
+                }
+            }
+            Event::GossipTick { node, epoch } => self.on_gossip_tick(node, epoch),
+            Event::Deliver { to, epoch, msg } => {
+                if self.nodes[to].up && self.nodes[to].epoch == epoch {
+                    self.policy.on_gossip(to, self.now, &msg);
+                }
+            }
+            Event::Fault(i) => self.apply_fault(self.plan.faults[i].action),
+        }
+    }
+
+    // ---- clients -------------------------------------------------------
+
+    fn schedule_next_arrival(&mut self) {
+        let gap_ms = self
+            .arrival_rng
+            .exponential(1000.0 / self.plan.config.workload.jobs_per_s);
+        let at = self.now.plus_us(us(gap_ms).max(1));
+        if at < self.end {
+            self.schedule(at, Event::Arrival);
+        }
+    }
+
+    fn on_arrival(&mut self) {
+        let topo = &self.plan.config.topology;
+        let region = self.arrival_rng.below(topo.regions.len());
+        let pick = self.arrival_rng.unit();
+        self.schedule_next_arrival();
+        // The client's load balancer sends it to a live node of its region,
+        // or of the nearest region with one.
+        let mut regions: Vec<RegionIdx> = (0..topo.regions.len()).collect();
+        regions.sort_by(|&a, &b| {
+            let da = if a == region {
+                0.0
+            } else {
+                topo.region_rtt_ms[region][a]
+            };
+            let db = if b == region {
+                0.0
+            } else {
+                topo.region_rtt_ms[region][b]
+            };
+            da.total_cmp(&db).then(a.cmp(&b))
+        });
+        let Some(live) = regions.iter().find_map(|&r| {
+            let live: Vec<NodeIdx> = topo.nodes_in(r).filter(|&n| self.nodes[n].up).collect();
+            (!live.is_empty()).then_some(live)
+        }) else {
+            return;
+        };
+        let node = live[((pick * live.len() as f64) as usize).min(live.len() - 1)];
+        let job = self.jobs.len();
+        self.jobs.push(Job {
+            arrival: self.now,
+            node,
+            tried: Vec::new(),
+            done: false,
+        });
+        self.try_job(job);
+    }
+
+    fn finish_job(&mut self, job: JobIdx, served_by: Option<OrchIdx>) {
+        let j = &mut self.jobs[job];
+        if j.done {
+            return;
+        }
+        j.done = true;
+        let region = self.plan.config.topology.nodes[j.node].region;
+        self.log.jobs.push(JobRecord {
+            arrival_us: j.arrival.0,
+            end_us: self.now.0,
+            region: region as u8,
+            served_by: served_by.map(|o| o as u16),
+            attempts: j.tried.len() as u16,
+        });
+    }
+
+    // ---- attempts ------------------------------------------------------
+
+    fn try_job(&mut self, job: JobIdx) {
+        let (node, arrival, done, attempts) = {
+            let j = &self.jobs[job];
+            (j.node, j.arrival, j.done, j.tried.len() as u32)
+        };
+        if done || !self.nodes[node].up {
+            return;
+        }
+        let retry = &self.plan.config.retry;
+        if self.now.since_us(arrival) > us(retry.retry_window_ms) || attempts >= retry.max_attempts
+        {
+            self.finish_job(job, None);
+            return;
+        }
+        let decision = {
+            let input = PickInput {
+                now: self.now,
+                node,
+                tried: &self.jobs[job].tried,
+                inflight: &self.nodes[node].inflight,
+            };
+            self.policy.pick(&input, &mut self.policy_rng)
+        };
+        match decision {
+            PickDecision::Send(orch) if orch < self.orchs.len() => {
+                self.send_attempt(job, node, orch)
+            }
+            PickDecision::Send(_) | PickDecision::Wait => {
+                let at = self.now.plus_us(us(self.plan.config.retry.backoff_ms));
+                self.schedule(at, Event::TryJob(job));
+            }
+            PickDecision::Discover => {
+                self.nodes[node].waiting.push(job);
+                self.start_discovery(node);
+            }
+        }
+    }
+
+    fn partitioned(&self, a: RegionIdx, b: RegionIdx) -> bool {
+        self.partitions
+            .iter()
+            .any(|&(x, y)| (x, y) == (a, b) || (x, y) == (b, a))
+    }
+
+    /// Whether `orch` could take a job from `node` right now, and its true
+    /// expected latency (round trip + mean service time) in ms.
+    fn truth(&self, node: NodeIdx, orch: OrchIdx) -> (bool, f64) {
+        let topo = &self.plan.config.topology;
+        let o = &self.orchs[orch];
+        let available = o.up
+            && o.in_service < topo.orchestrators[orch].capacity
+            && o.price_wei_per_unit <= self.plan.config.workload.price_cap_wei_per_unit
+            && !self.partitioned(topo.nodes[node].region, topo.orchestrators[orch].region);
+        (
+            available,
+            topo.rtt_ms(node, orch) + self.mean_service_ms[orch] * o.slowdown,
+        )
+    }
+
+    fn record_pick(&mut self, node: NodeIdx, orch: OrchIdx) {
+        let best = (0..self.orchs.len())
+            .filter_map(|o| match self.truth(node, o) {
+                (true, expected) => Some(expected),
+                _ => None,
+            })
+            .min_by(f64::total_cmp);
+        let accurate = best.map(|best| {
+            let (available, expected) = self.truth(node, orch);
+            available && expected <= best * 1.1
+        });
+        let o = &self.orchs[orch];
+        self.log.picks.push(PickRecord {
+            at_us: self.now.0,
+            node: node as u16,
+            orch: orch as u16,
+            accurate,
+            over_cap: o.price_wei_per_unit > self.plan.config.workload.price_cap_wei_per_unit,
+        });
+    }
+
+    fn send_attempt(&mut self, job: JobIdx, node: NodeIdx, orch: OrchIdx) {
+        self.record_pick(node, orch);
+        let topo = &self.plan.config.topology;
+        let rtt_ms = topo.rtt_ms(node, orch);
+        let attempt = self.attempts.len();
+        let attempt_no = self.jobs[job].tried.len() as u64;
+        self.jobs[job].tried.push(orch);
+        self.nodes[node].inflight[orch] += 1;
+        self.attempts.push(Attempt {
+            job,
+            orch,
+            node,
+            epoch: self.nodes[node].epoch,
+            started: self.now,
+            resolved: false,
+            holding: false,
+        });
+        let retry = &self.plan.config.retry;
+        let (delay_ms, result) =
+            if self.partitioned(topo.nodes[node].region, topo.orchestrators[orch].region) {
+                (retry.connect_timeout_ms, Err(FailureKind::Timeout))
+            } else if !self.orchs[orch].up {
+                (rtt_ms, Err(FailureKind::Refused))
+            } else if self.orchs[orch].in_service >= topo.orchestrators[orch].capacity {
+                (rtt_ms + 1.0, Err(FailureKind::Capacity))
+            } else {
+                // Common random numbers: the same job's n-th attempt gets the
+                // same deviate under every policy.
+                let mut rng = SimRng::new(self.plan.seed, mix64(job as u64) ^ attempt_no);
+                let median = topo.orchestrators[orch].service_median_ms * self.orchs[orch].slowdown;
+                let service_ms = rng.lognormal(median, self.plan.config.workload.service_sigma);
+                let o = &mut self.orchs[orch];
+                o.in_service += 1;
+                o.holding.push(attempt);
+                self.attempts[attempt].holding = true;
+                (rtt_ms + service_ms, Ok(()))
+            };
+        self.schedule(
+            self.now.plus_us(us(delay_ms)),
+            Event::AttemptEnd { attempt, result },
+        );
+    }
+
+    fn release_slot(&mut self, attempt: AttemptIdx) {
+        let a = &mut self.attempts[attempt];
+        if a.holding {
+            a.holding = false;
+            let o = &mut self.orchs[a.orch];
+            o.in_service = o.in_service.saturating_sub(1);
+            if let Some(pos) = o.holding.iter().position(|&h| h == attempt) {
+                o.holding.swap_remove(pos);
+            }
+        }
+    }
+
+    fn on_attempt_end(&mut self, attempt: AttemptIdx, result: Result<(), FailureKind>) {
+        if self.attempts[attempt].resolved {
+            return;
+        }
+        self.attempts[attempt].resolved = true;
+        self.release_slot(attempt);
+        let Attempt {
+            job,
+            orch,
+            node,
+            epoch,
+            started,
+            ..
+        } = self.attempts[attempt];
+        if !self.nodes[node].up || self.nodes[node].epoch != epoch {
+            return;
+        }
+        let inflight = &mut self.nodes[node].inflight[orch];
+        *inflight = inflight.saturating_sub(1);
+        let report = AttemptReport {
+            orch,
+            started,
+            latency_ms: self.now.since_us(started) as f64 / 1000.0,
+            result,
+        };
+        self.policy.on_attempt_end(node, self.now, &report);
+        match result {
+            Ok(()) => self.finish_job(job, Some(orch)),
+            Err(_) => self.try_job(job),
+        }
+    }
+
+    // ---- discovery -----------------------------------------------------
+
+    fn start_discovery(&mut self, node: NodeIdx) {
+        if self.nodes[node].discovering {
+            return;
+        }
+        self.nodes[node].discovering = true;
+        let topo = &self.plan.config.topology;
+        let retry = &self.plan.config.retry;
+        let node_region = topo.nodes[node].region;
+        let mut wait_ms: f64 = 0.0;
+        let results: Vec<ProbeResult> = (0..self.orchs.len())
+            .map(|orch| {
+                let rtt_ms = topo.rtt_ms(node, orch) + retry.info_processing_ms;
+                let o = &self.orchs[orch];
+                let reply = if self.partitioned(node_region, topo.orchestrators[orch].region) {
+                    wait_ms = retry.discovery_wait_ms;
+                    Err(FailureKind::Timeout)
+                } else if !o.up {
+                    wait_ms = wait_ms.max(rtt_ms);
+                    Err(FailureKind::Refused)
+                } else {
+                    wait_ms = wait_ms.max(rtt_ms);
+                    Ok(ProbeReply {
+                        rtt_ms,
+                        price_wei_per_unit: o.price_wei_per_unit,
+                        capacity: topo.orchestrators[orch].capacity,
+                        capacity_in_use: o.in_service,
+                    })
+                };
+                ProbeResult { orch, reply }
+            })
+            .collect();
+        let at = self.now.plus_us(us(wait_ms.min(retry.discovery_wait_ms)));
+        let epoch = self.nodes[node].epoch;
+        self.schedule(
+            at,
+            Event::DiscoveryDone {
+                node,
+                epoch,
+                results,
+            },
+        );
+    }
+
+    // ---- gossip --------------------------------------------------------
+
+    fn on_gossip_tick(&mut self, node: NodeIdx, epoch: u32) {
+        if !self.nodes[node].up || self.nodes[node].epoch != epoch || self.now >= self.end {
+            return;
+        }
+        let prop = &self.plan.config.propagation;
+        let interval_us = us(prop.gossip_interval_ms);
+        self.schedule(
+            self.now.plus_us(interval_us),
+            Event::GossipTick { node, epoch },
+        );
+        let Some(msg) = self.policy.gossip_tick(node, self.now) else {
+            return;
+        };
+        let topo = &self.plan.config.topology;
+        for peer in 0..self.nodes.len() {
+            if peer == node
+                || !self.nodes[peer].up
+                || self.partitioned(topo.nodes[node].region, topo.nodes[peer].region)
+            {
+                continue;
+            }
+            let mut delay_ms = topo.node_to_node_rtt_ms(node, peer) / 2.0
+                + self
+                    .gossip_rng
+                    .lognormal(prop.delay_median_ms, prop.delay_sigma);
+            while self.gossip_rng.chance(prop.loss) {
+                delay_ms += prop.gossip_interval_ms;
+            }
+            if self.log.propagation_ms.len() < MAX_PROPAGATION_SAMPLES {
+                // Loopback-equivalent propagation (the design target's set-up):
+                // from the moment a record changed (on average half a round
+                // before this tick) to its arrival, without the one-way
+                // network delay between regions.
+                let wait_ms = self.gossip_rng.uniform(0.0, prop.gossip_interval_ms);
+                let network_ms = topo.node_to_node_rtt_ms(node, peer) / 2.0;
+                self.log
+                    .propagation_ms
+                    .push((wait_ms + delay_ms - network_ms) as f32);
+            }
+            let to_epoch = self.nodes[peer].epoch;
+            self.schedule(
+                self.now.plus_us(us(delay_ms)),
+                Event::Deliver {
+                    to: peer,
+                    epoch: to_epoch,
+                    msg: Rc::clone(&msg),
+                },
+            );
+        }
+    }
+
+    // ---- faults --------------------------------------------------------
+
+    fn apply_fault(&mut self, action: FaultAction) {
+        match action {
+            FaultAction::OrchDown(orch) => {
+                self.orchs[orch].up = false;
+                let broken = std::mem::take(&mut self.orchs[orch].holding);
+                self.orchs[orch].in_service = 0;
+                for attempt in broken {
+                    self.attempts[attempt].holding = false;
+                    let rtt_ms = self
+                        .plan
+                        .config
+                        .topology
+                        .rtt_ms(self.attempts[attempt].node, orch);
+                    let at = self.now.plus_us(us(rtt_ms / 2.0));
+                    self.schedule(
+                        at,
+                        Event::AttemptEnd {
+                            attempt,
+                            result: Err(FailureKind::Reset),
+                        },
+                    );
+                }
+            }
+            FaultAction::OrchUp(orch) => self.orchs[orch].up = true,
+            FaultAction::OrchSlowdown(orch, factor) => self.orchs[orch].slowdown = factor,
+            FaultAction::OrchPrice(orch, price) => self.orchs[orch].price_wei_per_unit = price,
+            FaultAction::Partition(a, b) => {
+                if !self.partitioned(a, b) {
+                    self.partitions.push((a, b));
+                }
+            }
+            FaultAction::Heal(a, b) => {
+                self.partitions
+                    .retain(|&(x, y)| (x, y) != (a, b) && (x, y) != (b, a));
+            }
+            FaultAction::NodeCrash(node) => {
+                let n = &mut self.nodes[node];
+                n.up = false;
+                n.epoch += 1;
+                n.discovering = false;
+                n.waiting.clear();
+                n.inflight.iter_mut().for_each(|c| *c = 0);
+                let open: Vec<JobIdx> = (0..self.jobs.len())
+                    .filter(|&j| !self.jobs[j].done && self.jobs[j].node == node)
+                    .collect();
+                for job in open {
+                    self.finish_job(job, None);
+                }
+            }
+            FaultAction::NodeRestart(node) => {
+                self.nodes[node].up = true;
+                self.nodes[node].epoch += 1;
+                self.policy.on_node_restart(node, self.now);
+                self.start_node_timers(node);
+            }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The seam between the simulator and a routing policy.
+//!
+//! A policy holds the routing state of *every* node (each node's part is
+//! private to that node: nothing crosses between nodes except through
+//! [`RoutingPolicy::Gossip`] messages, which the engine delays, loses and
+//! partitions like the real mesh). The engine owns ground truth and never
+//! shows it to a policy: a policy learns only from discovery replies
+//! (`GetOrchestrator`), the outcomes of its own attempts and gossip.
+
+use std::rc::Rc;
+
+use super::model::{NodeIdx, OrchIdx, SimTime};
+use super::rng::SimRng;
+
+/// What a node knows when it picks.
+#[derive(Debug)]
+pub struct PickInput<'a> {
+    /// Now.
+    pub now: SimTime,
+    /// The picking node.
+    pub node: NodeIdx,
+    /// Orchestrators this job already tried (in order).
+    pub tried: &'a [OrchIdx],
+    /// This node's in-flight attempts per orchestrator.
+    pub inflight: &'a [u32],
+}
+
+/// A policy's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PickDecision {
+    /// Send the attempt to this orchestrator.
+    Send(OrchIdx),
+    /// Run discovery (`GetOrchestrator` to every orchestrator) first, then ask again.
+    Discover,
+    /// Nothing usable right now; ask again after the backoff.
+    Wait,
+}
+
+/// Why an attempt failed, as the gateway sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub enum FailureKind {
+    /// Connection refused: the orchestrator is down.
+    Refused,
+    /// The orchestrator answered "insufficient capacity".
+    Capacity,
+    /// The connection broke while the job ran (orchestrator crashed).
+    Reset,
+    /// No answer within the connect timeout (network partition).
+    Timeout,
+}
+
+/// The outcome of one attempt, delivered to the node that made it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttemptReport {
+    /// The orchestrator tried.
+    pub orch: OrchIdx,
+    /// When the attempt was sent.
+    pub started: SimTime,
+    /// Time from send to outcome, in ms (the full job latency on success).
+    pub latency_ms: f64,
+    /// `Ok` or why it failed.
+    pub result: Result<(), FailureKind>,
+}
+
+/// One orchestrator's reply to `GetOrchestrator` during discovery.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProbeResult {
+    /// Who was asked.
+    pub orch: OrchIdx,
+    /// The reply, or why there was none.
+    pub reply: Result<ProbeReply, FailureKind>,
+}
+
+/// What an orchestrator tells a node in `GetOrchestrator`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProbeReply {
+    /// Round trip of the RPC as measured by the node, in ms.
+    pub rtt_ms: f64,
+    /// Advertised price, wei per unit.
+    pub price_wei_per_unit: i64,
+    /// Advertised capacity for the model.
+    pub capacity: u32,
+    /// Capacity in use (`ModelConstraint.capacityInUse`).
+    pub capacity_in_use: u32,
+}
+
+/// A routing policy under test: gatemesh or a baseline.
+pub trait RoutingPolicy {
+    /// What nodes gossip to each other (`()` when nothing is shared).
+    type Gossip;
+
+    /// Short name for tables.
+    fn name(&self) -> &'static str;
+
+    /// Choose where the next attempt of a job goes.
+    fn pick(&mut self, input: &PickInput<'_>, rng: &mut SimRng) -> PickDecision;
+
+    /// An attempt by `node` ended.
+    fn on_attempt_end(&mut self, node: NodeIdx, now: SimTime, report: &AttemptReport);
+
+    /// Discovery by `node` finished.
+    fn on_discovery(&mut self, node: NodeIdx, now: SimTime, results: &[ProbeResult]);
+
+    /// Run discovery on every node every this many ms, besides on demand.
+    fn poll_interval_ms(&self) -> Option<f64> {
+        None
+    }
+
+    /// Gossip round on `node`: what it sends to every peer, if anything.
+    fn gossip_tick(&mut self, _node: NodeIdx, _now: SimTime) -> Option<Rc<Self::Gossip>> {
+        None
+    }
+
+    /// Whether this policy gossips at all (the engine skips gossip rounds otherwise).
+    fn gossips(&self) -> bool {
+        false
+    }
+
+    /// A gossip message reached `node`.
+    fn on_gossip(&mut self, _node: NodeIdx, _now: SimTime, _msg: &Self::Gossip) {}
+
+    /// `node` restarted with empty memory.
+    fn on_node_restart(&mut self, node: NodeIdx, now: SimTime);
+}

@@ -1,0 +1,114 @@
+//! The acceptance properties, asserted on small versions of each scenario
+//! (`Size::SMALL`: 3 regions × 2 nodes, 18 orchestrators, 30 s, 60 jobs/s),
+//! plus determinism. Full-size figures come from release runs of
+//! `gatemesh-sim` (see SIMULATION.md).
+
+use simulations::sim::report::{ScenarioReport, check};
+use simulations::sim::{Plan, PolicyKind, Scenario, Size, run_policy, run_scenario, table};
+
+const SEED: u64 = 3;
+
+fn run(scenario: Scenario) -> ScenarioReport {
+    let report = run_scenario(scenario, Size::SMALL, SEED);
+    println!("{}", table(&report));
+    report
+}
+
+fn violations(report: &ScenarioReport, prefix: &str) -> Vec<String> {
+    report
+        .violations
+        .iter()
+        .filter(|v| v.property.starts_with(prefix))
+        .map(|v| format!("{}: {} (replay: {})", v.property, v.detail, report.replay))
+        .collect()
+}
+
+/// Smaller still, for the determinism check (it runs three times).
+const TINY: Size = Size {
+    nodes_per_region: 2,
+    orchestrators: 12,
+    duration_s: 15.0,
+    jobs_per_s: 40.0,
+};
+
+#[test]
+fn same_seed_gives_byte_identical_output() {
+    let a = serde_json::to_string(&run_scenario(Scenario::Flapping, TINY, 11)).unwrap();
+    let b = serde_json::to_string(&run_scenario(Scenario::Flapping, TINY, 11)).unwrap();
+    assert_eq!(a, b);
+    let c = serde_json::to_string(&run_scenario(Scenario::Flapping, TINY, 12)).unwrap();
+    assert_ne!(a, c, "a different seed must give a different run");
+}
+
+#[test]
+fn every_scenario_parses_by_name_and_serves_jobs() {
+    for scenario in Scenario::ALL {
+        assert_eq!(scenario.name().parse::<Scenario>().unwrap(), scenario);
+    }
+    assert!("no-such".parse::<Scenario>().is_err());
+    let plan = Plan::new(Scenario::Steady, Size::SMALL, SEED);
+    let m = run_policy(&plan, PolicyKind::Livepeer);
+    assert!(m.jobs > 1_000, "{m:?}");
+    assert_eq!(m.failed, 0, "{m:?}");
+}
+
+#[test]
+fn property_2_orchestrator_crash() {
+    let report = run(Scenario::OrchestratorCrash);
+    let gm = &report.results[0];
+    assert!(gm.avoid_ms.is_some());
+    let v = violations(&report, "2");
+    assert!(v.is_empty(), "{v:#?}");
+}
+
+#[test]
+#[ignore = "fails with mesh-core's current routing (share 1.27% at seed 3): see SIMULATION.md, 'Findings'"]
+fn property_3a_slow_orchestrator_share_below_1_percent_after_2_s() {
+    let report = run(Scenario::SlowOrchestrator);
+    let v = violations(&report, "3a");
+    assert!(v.is_empty(), "{v:#?}");
+}
+
+#[test]
+fn property_3b_slow_orchestrator_p99_within_1_2x() {
+    let report = run(Scenario::SlowOrchestrator);
+    assert!(report.reference_p99_ms.is_some());
+    let v = violations(&report, "3b");
+    assert!(v.is_empty(), "{v:#?}");
+}
+
+#[test]
+fn property_4_region_down() {
+    let report = run(Scenario::RegionDown);
+    assert!(report.results[0].back_in_region_ms.is_some());
+    let v = violations(&report, "4");
+    assert!(v.is_empty(), "{v:#?}");
+}
+
+#[test]
+#[ignore = "fails with mesh-core's current scoring: see SIMULATION.md, 'Findings'"]
+fn property_5a_steady_accuracy_at_least_95_percent() {
+    let report = run(Scenario::Steady);
+    let v = violations(&report, "5a");
+    assert!(v.is_empty(), "{v:#?}");
+}
+
+#[test]
+#[ignore = "fails with mesh-core's current scoring (livepeer's selection is more accurate): see SIMULATION.md, 'Findings'"]
+fn property_5b_accuracy_above_every_baseline_in_every_scenario() {
+    let mut failures = Vec::new();
+    for scenario in Scenario::ALL {
+        let plan = Plan::new(scenario, Size::SMALL, SEED);
+        let results: Vec<_> = PolicyKind::ALL
+            .iter()
+            .map(|&k| run_policy(&plan, k))
+            .collect();
+        for v in check(&plan, &results, None)
+            .into_iter()
+            .filter(|v| v.property.starts_with("5b"))
+        {
+            failures.push(format!("{scenario}: {}", v.detail));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
