@@ -134,6 +134,53 @@ async fn fetch_webhook(
     Ok(ids)
 }
 
+/// How often orchestrators that some node ejected are probed. A successful
+/// probe lifts an "unreachable" ejection, so traffic returns within about a
+/// second of an orchestrator (or a whole region) coming back.
+pub const EJECTED_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Probes every orchestrator that is ejected in the shared view,
+/// once per [`EJECTED_PROBE_INTERVAL`], until `shutdown` fires.
+pub async fn probe_ejected(
+    cluster: Cluster,
+    client: OrchestratorClient,
+    timeout: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(EJECTED_PROBE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let snapshot = cluster.snapshot();
+        let now = crate::cluster::unix_ms();
+        // Every ejected orchestrator in the view, listed here or not: each
+        // node lifts its own ejection record, and the view takes the latest
+        // ejection over all observers.
+        let ejected: Vec<OrchestratorId> = snapshot
+            .orchestrators()
+            .iter()
+            .filter(|o| o.ejected_until_ms > now && !o.blocked)
+            .map(|o| o.id.clone())
+            .collect();
+        futures_util::stream::iter(ejected)
+            .for_each_concurrent(MAX_CONCURRENT_INFO_FETCHES, |id| {
+                let (cluster, client) = (&cluster, &client);
+                async move {
+                    let started = Instant::now();
+                    if let Ok(session) = client.get_orchestrator(&id, None, timeout).await {
+                        let rtt_ms = started.elapsed().as_millis().min(u128::from(u32::MAX)) as u32;
+                        tracing::info!(orchestrator = %id, rtt_ms, "ejected orchestrator answers again");
+                        cluster.record_info(&id, session.info, rtt_ms);
+                    }
+                }
+            })
+            .await;
+    }
+}
+
 /// One round of `GetOrchestrator` (no capabilities) against every member.
 /// Each answer goes into the shared view with its round trip; a failure
 /// counts against the orchestrator there, so a dead one is ejected on every

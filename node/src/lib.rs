@@ -199,7 +199,14 @@ impl Node {
 
         let refresh_now = Arc::new(Notify::new());
         let mut admin_stop = stop_rx.clone();
+        let probe = discovery::probe_ejected(
+            cluster.clone(),
+            client.clone(),
+            Duration::from_millis(config.discovery.get_orchestrator_timeout_ms),
+            stop_rx.clone(),
+        );
         let background = vec![
+            tokio::spawn(probe),
             tokio::spawn(discovery::run(
                 config.discovery.clone(),
                 registry.clone(),
