@@ -54,6 +54,27 @@ pub struct Executor {
     inner: Arc<Inner>,
 }
 
+/// What an executor is built from.
+#[allow(missing_debug_implementations)] // holds a `dyn PaymentSource`
+pub struct ExecutorParts {
+    /// Sessions and in-flight counts.
+    pub registry: Registry,
+    /// The shared view (and the node's region and metrics).
+    pub cluster: Cluster,
+    /// The orchestrator client.
+    pub client: OrchestratorClient,
+    /// Payment credentials for each job.
+    pub payment: Arc<dyn PaymentSource + Send + Sync>,
+    /// Where re-hosted media goes.
+    pub media: Arc<MemoryMediaStore>,
+    /// Attempt and concurrency bounds.
+    pub jobs: JobsSection,
+    /// Media download bounds.
+    pub media_limits: MediaSection,
+    /// Timeout of one session `GetOrchestrator`.
+    pub rpc_timeout: Duration,
+}
+
 struct Inner {
     registry: Registry,
     cluster: Cluster,
@@ -112,30 +133,19 @@ impl std::fmt::Display for AttemptError {
 
 impl Executor {
     /// A new executor.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        registry: Registry,
-        cluster: Cluster,
-        client: OrchestratorClient,
-        payment: Arc<dyn PaymentSource + Send + Sync>,
-        media: Arc<MemoryMediaStore>,
-        jobs: JobsSection,
-        media_limits: MediaSection,
-        region: RegionId,
-        rpc_timeout: Duration,
-    ) -> Self {
-        let permits = Arc::new(Semaphore::new(jobs.max_concurrent_jobs));
+    pub fn new(parts: ExecutorParts) -> Self {
+        let permits = Arc::new(Semaphore::new(parts.jobs.max_concurrent_jobs));
         Self {
             inner: Arc::new(Inner {
-                registry,
-                cluster,
-                client,
-                payment,
-                media,
-                jobs,
-                media_limits,
-                region,
-                rpc_timeout,
+                region: parts.cluster.region().clone(),
+                registry: parts.registry,
+                cluster: parts.cluster,
+                client: parts.client,
+                payment: parts.payment,
+                media: parts.media,
+                jobs: parts.jobs,
+                media_limits: parts.media_limits,
+                rpc_timeout: parts.rpc_timeout,
                 permits,
                 draining: AtomicBool::new(false),
             }),

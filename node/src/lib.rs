@@ -161,17 +161,16 @@ impl Node {
         })
         .map_err(|e| RunError::Client(e.to_string()))?;
         let media = Arc::new(MemoryMediaStore::new(config.media.clone()));
-        let executor = Executor::new(
-            registry.clone(),
-            cluster.clone(),
-            client.clone(),
-            Arc::new(livepeer::Offchain),
-            media.clone(),
-            config.jobs.clone(),
-            config.media.clone(),
-            config.node.region.clone(),
-            Duration::from_millis(config.discovery.get_orchestrator_timeout_ms),
-        );
+        let executor = Executor::new(jobs::ExecutorParts {
+            registry: registry.clone(),
+            cluster: cluster.clone(),
+            client: client.clone(),
+            payment: Arc::new(livepeer::Offchain),
+            media: media.clone(),
+            jobs: config.jobs.clone(),
+            media_limits: config.media.clone(),
+            rpc_timeout: Duration::from_millis(config.discovery.get_orchestrator_timeout_ms),
+        });
         if let Some(mesh) = cluster.mesh() {
             mesh.set_forward_handler(forward::handler(executor.clone(), public_base_url.clone()));
         }
