@@ -4,11 +4,21 @@
 //!
 //! One endpoint serves both directions, so a peer's `remote_address()` is its
 //! mesh address and chitchat's "reply to the sender" works unchanged.
+//!
+//! **Fault injection** (tests and the local lab only): a [`LinkFilter`]
+//! installed with [`MeshEndpoint::set_link_filter`] (or
+//! `MeshHandle::set_link_filter`) cuts this node off from every peer it
+//! rejects, in both directions: dials and cached connections to such a peer
+//! fail, its incoming connections are closed after the handshake, and streams
+//! it opened on an older connection are dropped unread. That emulates a
+//! network partition without touching the OS. Production code never sets one.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
+
+use mesh_core::NodeId;
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::server::WebPkiClientVerifier;
@@ -29,6 +39,55 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// 100 ms interval) and every forwarded job one bi stream; quinn's default of
 /// 100 would make `open_*` wait under load.
 const MAX_CONCURRENT_STREAMS: u32 = 1024;
+
+/// Fault injection: returns whether this node may exchange traffic with the
+/// peer node. See the module docs; for tests and the local lab only.
+pub type LinkFilter = Arc<dyn Fn(&NodeId) -> bool + Send + Sync>;
+
+/// The installed [`LinkFilter`], shared by the endpoint and the stream
+/// handlers. Cheap to clone; no filter means every peer is allowed.
+#[derive(Clone, Default)]
+pub(crate) struct LinkGate {
+    filter: Arc<RwLock<Option<LinkFilter>>>,
+}
+
+impl LinkGate {
+    /// Whether traffic with `node` is allowed.
+    pub(crate) fn allows(&self, node: &NodeId) -> bool {
+        match self
+            .filter
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+        {
+            Some(filter) => filter(node),
+            None => true,
+        }
+    }
+
+    /// Whether a filter is installed (the common case, none, costs nothing).
+    fn is_set(&self) -> bool {
+        self.filter
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some()
+    }
+
+    fn set(&self, filter: Option<LinkFilter>) {
+        *self
+            .filter
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = filter;
+    }
+}
+
+impl std::fmt::Debug for LinkGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkGate")
+            .field("set", &self.is_set())
+            .finish()
+    }
+}
 
 /// Transport timing, from [`crate::MeshConfig`].
 #[derive(Debug, Clone, Copy)]
@@ -89,6 +148,14 @@ pub enum EndpointError {
     /// The handshake did not finish within the connect timeout.
     #[error("connect to {0} timed out")]
     Timeout(SocketAddr),
+    /// The link filter (fault injection) cuts this node off from the peer.
+    #[error("link to {node} at {addr} is cut by the link filter")]
+    Filtered {
+        /// The peer address.
+        addr: SocketAddr,
+        /// The peer node.
+        node: NodeId,
+    },
     /// The peer's certificate has no gatemesh identity.
     #[error("peer {addr} has no usable identity: {reason}")]
     Identity {
@@ -117,6 +184,7 @@ struct Inner {
     client_config: quinn::ClientConfig,
     connections: Mutex<HashMap<SocketAddr, quinn::Connection>>,
     handler: OnceLock<Arc<dyn ConnectionHandler>>,
+    gate: LinkGate,
 }
 
 impl MeshEndpoint {
@@ -166,6 +234,7 @@ impl MeshEndpoint {
                 client_config,
                 connections: Mutex::new(HashMap::new()),
                 handler: OnceLock::new(),
+                gate: LinkGate::default(),
             }),
         })
     }
@@ -200,9 +269,54 @@ impl MeshEndpoint {
         self.inner.endpoint.local_addr()
     }
 
+    /// Fault injection (tests and the local lab): from now on, exchange no
+    /// traffic with peers `filter` rejects; `None` heals every link. Cached
+    /// connections to rejected peers are closed at once.
+    pub fn set_link_filter(&self, filter: Option<LinkFilter>) {
+        self.inner.gate.set(filter);
+        let cut: Vec<quinn::Connection> = lock(&self.inner.connections)
+            .values()
+            .filter(|c| {
+                peer_identity(c)
+                    .map(|peer| !self.inner.gate.allows(&peer.node))
+                    .unwrap_or(false)
+            })
+            .cloned()
+            .collect();
+        for connection in cut {
+            self.forget(&connection);
+            connection.close(2u32.into(), b"link filtered");
+        }
+    }
+
+    /// The gate the stream handlers consult.
+    pub(crate) fn link_gate(&self) -> LinkGate {
+        self.inner.gate.clone()
+    }
+
+    /// Refuses (and closes) `connection` if the link filter rejects its peer.
+    fn check_gate(&self, connection: &quinn::Connection) -> Result<(), EndpointError> {
+        if !self.inner.gate.is_set() {
+            return Ok(());
+        }
+        let addr = connection.remote_address();
+        match peer_identity(connection) {
+            Ok(peer) if !self.inner.gate.allows(&peer.node) => {
+                self.forget(connection);
+                connection.close(2u32.into(), b"link filtered");
+                Err(EndpointError::Filtered {
+                    addr,
+                    node: peer.node,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Returns the cached connection to `addr`, or dials one.
     pub async fn connection(&self, addr: SocketAddr) -> Result<quinn::Connection, EndpointError> {
         if let Some(connection) = self.cached(addr) {
+            self.check_gate(&connection)?;
             return Ok(connection);
         }
         let connecting = self
@@ -220,6 +334,7 @@ impl MeshEndpoint {
         // Another task may have connected meanwhile; keep theirs.
         if let Some(existing) = self.cached(addr) {
             connection.close(0u32.into(), b"duplicate");
+            self.check_gate(&existing)?;
             return Ok(existing);
         }
         self.adopt(connection.clone(), false)?;
@@ -306,6 +421,13 @@ impl MeshEndpoint {
                 return Err(EndpointError::Identity { addr, reason });
             }
         };
+        if !self.inner.gate.allows(&peer.node) {
+            connection.close(2u32.into(), b"link filtered");
+            return Err(EndpointError::Filtered {
+                addr,
+                node: peer.node,
+            });
+        }
         {
             let mut map = lock(&self.inner.connections);
             let healthy = map.get(&addr).is_some_and(|c| c.close_reason().is_none());
@@ -365,4 +487,27 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_gate_allows_everyone_until_a_filter_is_set() {
+        let gate = LinkGate::default();
+        let a = NodeId::new("a").unwrap();
+        let b = NodeId::new("b").unwrap();
+        assert!(!gate.is_set());
+        assert!(gate.allows(&a) && gate.allows(&b));
+        let cut = b.clone();
+        gate.set(Some(Arc::new(move |node: &NodeId| node != &cut)));
+        assert!(gate.is_set());
+        assert!(gate.allows(&a));
+        assert!(!gate.allows(&b));
+        // Clones share the filter (the endpoint and the stream handlers).
+        let shared = gate.clone();
+        gate.set(None);
+        assert!(shared.allows(&b));
+    }
 }

@@ -159,6 +159,39 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// An [`AsyncRead`] that counts the bytes read through it (traffic stats).
+#[derive(Debug)]
+pub struct CountingReader<'a, R> {
+    inner: &'a mut R,
+    bytes: u64,
+}
+
+impl<'a, R> CountingReader<'a, R> {
+    /// Wraps `inner`.
+    pub fn new(inner: &'a mut R) -> Self {
+        Self { inner, bytes: 0 }
+    }
+
+    /// Bytes read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for CountingReader<'_, R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let polled = std::pin::Pin::new(&mut *this.inner).poll_read(cx, buf);
+        this.bytes += (buf.filled().len() - before) as u64;
+        polled
+    }
+}
+
 /// Reads one frame of at most `limit` bytes. `Ok(None)` means the stream
 /// ended cleanly between frames.
 pub async fn read_frame<R: AsyncRead + Unpin>(

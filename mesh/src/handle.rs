@@ -18,7 +18,8 @@ use tracing::{debug, info, warn};
 
 use crate::certs::{NodeIdentity, PeerIdentity};
 use crate::config::{ConfigError, DEFAULT_MESH_PORT, MeshConfig};
-use crate::endpoint::{ConnectionHandler, EndpointError, EndpointTiming, MeshEndpoint};
+use crate::endpoint::MeshEndpoint;
+use crate::endpoint::{ConnectionHandler, EndpointError, EndpointTiming, LinkFilter, LinkGate};
 use crate::forward::{self, ForwardError, ForwardRequest, ForwardResponse, RecentIds, RequestId};
 use crate::forward::{ForwardHandler, ResponseStream, ServeContext};
 use crate::frame::{self, Frame, MAX_FRAME_BYTES, MAX_GOSSIP_FRAME_BYTES, PushedRecord};
@@ -107,6 +108,8 @@ struct Shared {
     forward_handler: RwLock<Option<ForwardHandler>>,
     recent: Mutex<RecentIds>,
     stats: Arc<Stats>,
+    /// Fault injection: streams from peers it rejects are dropped unread.
+    gate: LinkGate,
 }
 
 impl Mesh {
@@ -141,6 +144,7 @@ impl Mesh {
             forward_handler: RwLock::new(None),
             recent: Mutex::new(RecentIds::default()),
             stats: stats.clone(),
+            gate: endpoint.link_gate(),
         });
         let mut tasks = vec![endpoint.start(Arc::new(shared.clone()))];
 
@@ -355,6 +359,19 @@ impl MeshHandle {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(handler);
     }
 
+    /// **Fault injection for tests and the local lab** (never set in
+    /// production): while a filter is installed this node exchanges nothing
+    /// with the peers it rejects: no gossip, pushes, departure notices or
+    /// forwards in either direction (dials and cached connections are
+    /// refused, incoming connections and streams dropped). Both sides then
+    /// see each other go dead, as in a network partition. `None` heals: the
+    /// next gossip round reconnects. To cut a group off symmetrically, set a
+    /// filter on every node of both sides.
+    pub fn set_link_filter(&self, filter: Option<LinkFilter>) {
+        info!(node = %self.node(), set = filter.is_some(), "link filter changed (fault injection)");
+        self.inner.endpoint.set_link_filter(filter);
+    }
+
     /// Mesh counters.
     pub fn stats(&self) -> MeshStats {
         self.inner.shared.stats.snapshot()
@@ -461,13 +478,25 @@ impl ConnectionHandler for Arc<Shared> {
 
 impl Shared {
     async fn serve_uni(&self, from: SocketAddr, peer: PeerIdentity, mut recv: quinn::RecvStream) {
-        let read = frame::read_frame(&mut recv, MAX_GOSSIP_FRAME_BYTES);
-        let frame = match tokio::time::timeout(STREAM_FIRST_FRAME_TIMEOUT, read).await {
+        if !self.gate.allows(&peer.node) {
+            let _ = recv.stop(2u32.into());
+            return;
+        }
+        let mut counted = frame::CountingReader::new(&mut recv);
+        let read = frame::read_frame(&mut counted, MAX_GOSSIP_FRAME_BYTES);
+        let frame = tokio::time::timeout(STREAM_FIRST_FRAME_TIMEOUT, read).await;
+        let bytes = counted.bytes_read();
+        let frame = match frame {
             Ok(Ok(Some(frame))) => frame,
             Ok(Ok(None)) => return,
             Ok(Err(error)) => return self.reject(&mut recv, &peer, &error.to_string()),
             Err(_) => return self.reject(&mut recv, &peer, "no frame in time"),
         };
+        let counter = match &frame {
+            Frame::Push { .. } => &self.stats.push_bytes_received,
+            _ => &self.stats.gossip_bytes_received,
+        };
+        counter.fetch_add(bytes, Ordering::Relaxed);
         match frame {
             Frame::Gossip { message } => {
                 let delivered =
@@ -520,6 +549,11 @@ impl Shared {
         mut send: quinn::SendStream,
         mut recv: quinn::RecvStream,
     ) {
+        if !self.gate.allows(&peer.node) {
+            let _ = recv.stop(2u32.into());
+            let _ = send.reset(2u32.into());
+            return;
+        }
         let read = frame::read_frame(&mut recv, MAX_FRAME_BYTES);
         let request = match tokio::time::timeout(STREAM_FIRST_FRAME_TIMEOUT, read).await {
             Ok(Ok(Some(frame))) => frame,
@@ -717,7 +751,12 @@ async fn push_loop(
             tokio::spawn(async move {
                 let _slot = slot;
                 match endpoint.send_uni(addr, &encoded).await {
-                    Ok(()) => stats.push_sent.fetch_add(1, Ordering::Relaxed),
+                    Ok(()) => {
+                        stats
+                            .push_bytes_sent
+                            .fetch_add(encoded.len() as u64, Ordering::Relaxed);
+                        stats.push_sent.fetch_add(1, Ordering::Relaxed)
+                    }
                     Err(error) => {
                         debug!(peer = %addr, %error, "push failed; gossip will deliver");
                         stats.push_dropped.fetch_add(1, Ordering::Relaxed)

@@ -17,6 +17,9 @@
 //! - [`forward`]: request/streamed-response to a named peer, at most once
 //!   per request id.
 //! - [`Mesh::start`] / [`MeshHandle`]: everything wired together.
+//! - Fault injection for tests and the local lab:
+//!   [`MeshHandle::set_link_filter`] cuts this node off from chosen peers
+//!   (a partition without touching the OS).
 //!
 //! `mesh/ALGORITHM.md` explains gossip, failure detection, generations,
 //! tombstone GC, direct push and forwarding, with the tuned numbers.
@@ -38,6 +41,7 @@ mod stats;
 
 pub use certs::{CertError, NodeIdentity, PeerIdentity};
 pub use config::{ConfigError, MeshConfig};
+pub use endpoint::LinkFilter;
 pub use forward::{
     ForwardError, ForwardHandler, ForwardRequest, ForwardResponse, HandlerError, RequestId,
     ResponseStream,

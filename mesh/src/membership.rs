@@ -209,7 +209,12 @@ impl Socket for QuicSocket {
         tokio::spawn(async move {
             let _slot = slot;
             match endpoint.send_uni(to, &bytes).await {
-                Ok(()) => stats.gossip_sent.fetch_add(1, Ordering::Relaxed),
+                Ok(()) => {
+                    stats
+                        .gossip_bytes_sent
+                        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    stats.gossip_sent.fetch_add(1, Ordering::Relaxed)
+                }
                 Err(error) => {
                     debug!(peer = %to, %error, "gossip send failed");
                     stats.gossip_send_failed.fetch_add(1, Ordering::Relaxed)

@@ -15,6 +15,10 @@ pub(crate) struct Stats {
     pub(crate) frames_rejected: AtomicU64,
     pub(crate) forwards_served: AtomicU64,
     pub(crate) forwards_duplicate: AtomicU64,
+    pub(crate) gossip_bytes_sent: AtomicU64,
+    pub(crate) gossip_bytes_received: AtomicU64,
+    pub(crate) push_bytes_sent: AtomicU64,
+    pub(crate) push_bytes_received: AtomicU64,
 }
 
 /// A copy of the mesh counters.
@@ -40,6 +44,15 @@ pub struct MeshStats {
     pub forwards_served_total: u64,
     /// Forwarded requests refused as duplicates.
     pub forwards_duplicate_total: u64,
+    /// Bytes of gossip frames written to peers (framing included, QUIC and
+    /// UDP/IP overhead not).
+    pub gossip_bytes_sent_total: u64,
+    /// Bytes of gossip (and departure) frames read from peers.
+    pub gossip_bytes_received_total: u64,
+    /// Bytes of push frames written to peers (once per peer).
+    pub push_bytes_sent_total: u64,
+    /// Bytes of push frames read from peers.
+    pub push_bytes_received_total: u64,
 }
 
 impl Stats {
@@ -56,6 +69,10 @@ impl Stats {
             frames_rejected_total: get(&self.frames_rejected),
             forwards_served_total: get(&self.forwards_served),
             forwards_duplicate_total: get(&self.forwards_duplicate),
+            gossip_bytes_sent_total: get(&self.gossip_bytes_sent),
+            gossip_bytes_received_total: get(&self.gossip_bytes_received),
+            push_bytes_sent_total: get(&self.push_bytes_sent),
+            push_bytes_received_total: get(&self.push_bytes_received),
         }
     }
 }

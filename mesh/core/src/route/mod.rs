@@ -15,7 +15,7 @@
 //!    regions; warm but unreliable; cold (only if allowed). Failover walks
 //!    the tiers in order.
 //! 4. **Pick** the first attempt by two random choices among the best
-//!    `top_k` of the best tier, or, with a small probability, explore an
+//!    `top_k` of the best tier that score within `choice_band` of the best, or, with a small probability, explore an
 //!    orchestrator with few samples from this region. The rest follow in
 //!    score order.
 //!
@@ -90,6 +90,12 @@ pub struct LocalState {
     /// Alive nodes per region, for forwarding (this region may be included;
     /// it is skipped).
     pub nodes_by_region: BTreeMap<RegionId, Vec<NodeId>>,
+    /// When this node's oldest job still in flight on an orchestrator
+    /// started (unix ms). Its age is a lower bound on that orchestrator's
+    /// latency, known long before the job completes: a suddenly slow
+    /// orchestrator is avoided within about one expected latency. Optional
+    /// (empty = no such evidence).
+    pub in_flight_since_ms: HashMap<OrchestratorId, u64>,
 }
 
 impl LocalState {
@@ -100,6 +106,7 @@ impl LocalState {
             now_ms,
             in_flight: HashMap::new(),
             nodes_by_region: BTreeMap::new(),
+            in_flight_since_ms: HashMap::new(),
         }
     }
 }
@@ -109,6 +116,9 @@ impl LocalState {
 pub struct RouteConfig {
     /// Two random choices are drawn among this many best candidates.
     pub top_k: usize,
+    /// ... and only among those whose score is within this fraction of the
+    /// best one (0.1 = 10 % worse at most); otherwise the best is taken.
+    pub choice_band: f64,
     /// Probability that the first attempt explores an orchestrator with few
     /// samples from this region (bounded, e.g. 0.03).
     pub explore_share: f64,
@@ -141,6 +151,7 @@ impl Default for RouteConfig {
     fn default() -> Self {
         Self {
             top_k: 4,
+            choice_band: 0.1,
             explore_share: 0.03,
             min_confident_samples: 3.0,
             max_attempts: 6,
@@ -396,7 +407,7 @@ pub fn pick_with<R: Rng + ?Sized>(
         };
         let in_flight = f64::from(local_load.saturating_add(offer.in_flight_remote));
         let load = in_flight / f64::from(offer.capacity.max(1));
-        let load_factor = 1.0 + load + 2.0 * (load - 1.0).max(0.0);
+        let load_factor = load_factor(load, offer.capacity);
         let gpu_factor = if !job.gpu_preferred.is_empty()
             && offer
                 .gpus_lower
@@ -465,6 +476,16 @@ pub fn pick_with<R: Rng + ?Sized>(
     } else {
         config.default_latency_ms
     };
+    // Ages of this node's oldest jobs in flight, by snapshot index.
+    let ages: Option<Vec<u64>> = (!local.in_flight_since_ms.is_empty()).then(|| {
+        let mut ages = vec![0u64; snapshot.orchestrators().len()];
+        for (id, &since) in &local.in_flight_since_ms {
+            if let Some(i) = snapshot.orchestrator_index(id) {
+                ages[i] = local.now_ms.saturating_sub(since);
+            }
+        }
+        ages
+    });
     for s in &mut scored {
         let offer = &offers[s.offer];
         if s.own_latency.is_nan() {
@@ -474,6 +495,10 @@ pub fn pick_with<R: Rng + ?Sized>(
             };
             s.components.latency_ms = latency;
             s.components.latency_source = source;
+        }
+        if let Some(age) = ages.as_ref().and_then(|a| a.get(offer.orchestrator)) {
+            // A job running this long means the latency is at least this.
+            s.components.latency_ms = s.components.latency_ms.max(*age as f64);
         }
         let relative = if min_price > 0.0 {
             (offer.price_per_unit / min_price - 1.0).clamp(0.0, 1.0)
@@ -587,6 +612,21 @@ fn filter(
     None
 }
 
+/// Score multiplier for `load` = in flight ÷ advertised capacity. A free
+/// slot serves at full speed (one runner per GPU slot), so there is no
+/// penalty while slots remain; at or over capacity the orchestrator answers
+/// "insufficient capacity", so it drops behind every free one (×4 and
+/// more). Without a stated capacity, load is guessed from the count alone.
+fn load_factor(load: f64, capacity: u32) -> f64 {
+    if capacity == 0 {
+        1.0 + load + 2.0 * (load - 1.0).max(0.0)
+    } else if load < 1.0 {
+        1.0
+    } else {
+        2.0 + 2.0 * load
+    }
+}
+
 /// Median of the latencies known from here × the penalty, or the default.
 fn prior_latency(known: &mut [f64], config: &RouteConfig) -> f64 {
     if known.is_empty() {
@@ -642,10 +682,13 @@ fn choose_first<R: Rng + ?Sized>(
         }
     }
     let best_tier = ranked[0].0;
+    // Only candidates close to the best score share the traffic: spreading
+    // onto a clearly slower one costs latency for nothing.
+    let limit = f64::from_bits(ranked[0].1) * (1.0 + config.choice_band.max(0.0));
     let tier_len = ranked
         .iter()
         .take(config.top_k)
-        .take_while(|k| k.0 == best_tier)
+        .take_while(|k| k.0 == best_tier && f64::from_bits(k.1) <= limit)
         .count();
     let k = config.top_k.min(tier_len);
     if k < 2 {

@@ -12,19 +12,26 @@ pub struct EjectionPolicy {
     pub base_ms: u64,
     /// Longest ejection, ms (the doubling stops here).
     pub max_ms: u64,
+    /// Longest ejection for an "unreachable" failure (connect, timeout,
+    /// TLS), ms. Short, because the node probes ejected orchestrators about
+    /// every second and a failed probe ejects again: the ejection then lasts
+    /// exactly as long as the outage, and traffic returns at the first
+    /// answered probe (or when this runs out).
+    pub unreachable_max_ms: u64,
 }
 
 impl Default for EjectionPolicy {
     /// Three failures in a row, or one "unreachable" failure, eject for 1 s,
-    /// doubling per consecutive ejection up to 60 s. A dead orchestrator is
-    /// dropped after one failed request; a recovered one is probed back
-    /// within a second or two (a successful probe lifts an unreachable
-    /// ejection early, see `ObservationRecord::record_probe`).
+    /// doubling per consecutive ejection up to 60 s (2 s for unreachable).
+    /// A dead orchestrator is dropped after one failed request; a recovered
+    /// one is probed back within a second or two (a successful probe lifts an
+    /// unreachable ejection early, see `ObservationRecord::record_probe`).
     fn default() -> Self {
         Self {
             consecutive_failures: 3,
             base_ms: 1_000,
             max_ms: 60_000,
+            unreachable_max_ms: 2_000,
         }
     }
 }
@@ -38,7 +45,16 @@ impl EjectionPolicy {
         }
         let eject =
             class.is_unreachable() || record.consecutive_failures >= self.consecutive_failures;
-        eject.then(|| record.ejection_duration_ms(self.base_ms, self.max_ms))
+        eject.then(|| record.ejection_duration_ms(self.base_ms, self.max_for(class)))
+    }
+
+    /// The longest ejection for a failure of `class`.
+    pub fn max_for(&self, class: ErrorClass) -> u64 {
+        if class.is_unreachable() {
+            self.max_ms.min(self.unreachable_max_ms)
+        } else {
+            self.max_ms
+        }
     }
 
     /// [`Self::decide`] and, if so, eject: returns the ejection's end.
@@ -49,7 +65,7 @@ impl EjectionPolicy {
         now_ms: u64,
     ) -> Option<u64> {
         self.decide(record, class)?;
-        Some(record.eject(now_ms, self.base_ms, self.max_ms))
+        Some(record.eject(now_ms, self.base_ms, self.max_for(class)))
     }
 }
 
@@ -102,9 +118,11 @@ mod tests {
         let mut lengths = Vec::new();
         let mut now = 0;
         for _ in 0..8 {
-            r.record_failure(Pipeline::Llm, "m", ErrorClass::Timeout, now);
+            r.record_failure(Pipeline::Llm, "m", ErrorClass::Server, now);
+            r.record_failure(Pipeline::Llm, "m", ErrorClass::Server, now);
+            r.record_failure(Pipeline::Llm, "m", ErrorClass::Server, now);
             let until = policy
-                .after_failure(&mut r, ErrorClass::Timeout, now)
+                .after_failure(&mut r, ErrorClass::Server, now)
                 .unwrap();
             lengths.push(until - now);
             now = until;
@@ -113,5 +131,28 @@ mod tests {
             lengths,
             [1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000]
         );
+    }
+
+    #[test]
+    fn unreachable_ejections_stay_short_so_recovery_is_seen_quickly() {
+        let policy = EjectionPolicy::default();
+        let mut r = record();
+        let mut lengths = Vec::new();
+        let mut now = 0;
+        for _ in 0..5 {
+            r.record_failure(Pipeline::Llm, "m", ErrorClass::Timeout, now);
+            let until = policy
+                .after_failure(&mut r, ErrorClass::Timeout, now)
+                .unwrap();
+            lengths.push(until - now);
+            now = until;
+        }
+        assert_eq!(lengths, [1_000, 2_000, 2_000, 2_000, 2_000]);
+        // An answered probe ends it at once.
+        r.record_failure(Pipeline::Llm, "m", ErrorClass::Connect, now);
+        policy.after_failure(&mut r, ErrorClass::Connect, now);
+        assert!(r.is_ejected(now + 1));
+        r.record_probe(5, now + 1);
+        assert!(!r.is_ejected(now + 1));
     }
 }

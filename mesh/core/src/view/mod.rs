@@ -319,6 +319,22 @@ impl View {
         })
     }
 
+    /// Local: a health or discovery probe failed. Applies the ejection policy
+    /// (an unreachable orchestrator is ejected) without counting a job
+    /// failure; returns the end of the ejection, if any.
+    pub fn local_probe_failure(
+        &mut self,
+        orchestrator: &OrchestratorId,
+        class: ErrorClass,
+        policy: &EjectionPolicy,
+        now_ms: u64,
+    ) -> Result<Option<u64>, ViewError> {
+        self.update_local(orchestrator, now_ms, |r| {
+            r.record_probe_failure(class, now_ms);
+            policy.after_failure(r, class, now_ms)
+        })
+    }
+
     /// Local: a `GetOrchestrator` reply (`rtt_ms` is its round trip, if timed).
     pub fn local_info(
         &mut self,

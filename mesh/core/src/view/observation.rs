@@ -80,8 +80,11 @@ pub enum ErrorClass {
 
 impl ErrorClass {
     /// Whether the failure is evidence against the orchestrator's health.
+    /// "Busy" is not: it says the orchestrator is popular (the load factor
+    /// steers around full ones), and counting it would lower the reliability
+    /// of exactly the best orchestrators.
     pub const fn counts_against_orchestrator(self) -> bool {
-        !matches!(self, Self::Client)
+        !matches!(self, Self::Client | Self::Busy)
     }
 
     /// Whether the failure says the orchestrator is unreachable: one is
@@ -402,6 +405,17 @@ impl ObservationRecord {
             stats.add_failure(now_ms);
         }
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+    }
+
+    /// A health or discovery probe went unanswered: the orchestrator may be
+    /// ejected (see `EjectionPolicy`), but the job statistics are untouched
+    /// (no job ran, so reliability and latency say nothing new).
+    pub fn record_probe_failure(&mut self, class: ErrorClass, now_ms: u64) {
+        self.last_error = Some(class);
+        self.last_error_ms = self.last_error_ms.max(now_ms);
+        if class.counts_against_orchestrator() {
+            self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        }
     }
 
     /// A fresh `GetOrchestrator` reply.
