@@ -1,0 +1,269 @@
+//! Cross-region failover end to end: a job sent to a region whose
+//! orchestrators are all down still succeeds through another region, by
+//! calling that region's orchestrators directly; and when this region
+//! cannot reach them either, by forwarding the job over the mesh to a node
+//! of that region (a batch job and an SSE stream).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use mesh_core::OrchestratorId;
+use serde_json::{Value, json};
+use tests::lab::{Lab, LabSpec, poll_until};
+use tests::{JobAnswer, check_images, check_png};
+
+/// Jobs sent while fra's orchestrators are down.
+const JOBS: usize = 10;
+
+/// Starts the lab and waits until every node's view holds every
+/// orchestrator's info.
+async fn lab(spec: LabSpec) -> anyhow::Result<Lab> {
+    let lab = Lab::start(spec).await?;
+    let everyone: Vec<usize> = (0..lab.members().len()).collect();
+    lab.wait_all_alive(&everyone, Duration::from_secs(10))
+        .await?;
+    lab.wait_ready().await?;
+    let urls = lab.orchestrator_urls();
+    poll_until(
+        "every view to hold every orchestrator's info",
+        Duration::from_secs(20),
+        || {
+            lab.running().into_iter().all(|i| {
+                let snapshot = lab.node(i).cluster().snapshot();
+                urls.iter().all(|(_, url)| {
+                    OrchestratorId::parse(url)
+                        .ok()
+                        .and_then(|id| snapshot.orchestrator(&id).map(|o| o.info.is_some()))
+                        .unwrap_or(false)
+                })
+            })
+        },
+    )
+    .await?;
+    Ok(lab)
+}
+
+fn region_of(lab: &Lab, orchestrator: &str) -> Option<usize> {
+    lab.orchestrator_urls()
+        .into_iter()
+        .find(|(_, url)| url == orchestrator)
+        .map(|(r, _)| r)
+}
+
+fn header(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Waits until `node`'s view has every orchestrator of `region` ejected.
+async fn wait_ejected(lab: &Lab, node: usize, region: usize) -> anyhow::Result<Duration> {
+    let ids: Vec<OrchestratorId> = lab
+        .orchestrators(region)
+        .iter()
+        .map(|o| OrchestratorId::parse(o.url()))
+        .collect::<Result<_, _>>()?;
+    poll_until(
+        "the region's orchestrators to be ejected",
+        Duration::from_secs(10),
+        || {
+            let snapshot = lab.node(node).cluster().snapshot();
+            let now = tests::lab::unix_ms();
+            ids.iter().all(|id| {
+                snapshot
+                    .orchestrator(id)
+                    .is_some_and(|o| o.ejected_until_ms > now)
+            })
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_to_a_region_without_orchestrators_are_served_by_another_region() -> anyhow::Result<()>
+{
+    let mut spec = LabSpec::three_regions();
+    spec.cross_region_delay_ms = 20;
+    let lab = lab(spec).await?;
+    let fra_1 = lab.index_of("fra-1").context("fra-1")?;
+    for orchestrator in lab.orchestrators(0) {
+        orchestrator.crash().await;
+    }
+    // No wait for discovery: the first jobs may still try a dead one.
+    for n in 0..JOBS {
+        let response = lab
+            .post_json(
+                fra_1,
+                "/text-to-image",
+                &json!({ "prompt": format!("failover {n}") }),
+            )
+            .send()
+            .await?;
+        let region = header(&response, "x-gatemesh-region");
+        let answer = JobAnswer::read(response).await?;
+        ensure!(
+            answer.status == 200,
+            "job {n}: {} {}",
+            answer.status,
+            answer.body
+        );
+        let orchestrator = answer
+            .orchestrator
+            .clone()
+            .context("x-gatemesh-orchestrator")?;
+        let served_by = region_of(&lab, &orchestrator).context("an orchestrator of the lab")?;
+        ensure!(
+            served_by != 0,
+            "job {n} served by fra's {orchestrator}, which is down"
+        );
+        ensure!(
+            answer.attempts.is_some_and(|a| a >= 1),
+            "x-gatemesh-attempts {:?}",
+            answer.attempts
+        );
+        ensure!(region.is_some(), "no x-gatemesh-region");
+        let images = check_images(&answer.body, 1)?;
+        let png = lab.client().get(&images[0]).send().await?.bytes().await?;
+        check_png(&png)?;
+        eprintln!(
+            "failover job {n}: 200 via {orchestrator} ({}), x-gatemesh-region {region:?}, attempts {:?}",
+            lab.spec().regions[served_by],
+            answer.attempts
+        );
+    }
+    lab.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_is_forwarded_to_another_region_when_none_of_its_orchestrators_is_reachable_from_here()
+-> anyhow::Result<()> {
+    // fra's nodes make ONE orchestrator attempt per job, then forward.
+    let mut spec = LabSpec::three_regions().line(Some("fra"), "jobs", "max_attempts = 1");
+    spec.get_orchestrator_timeout_ms = 500;
+    let lab = lab(spec).await?;
+    let fra_1 = lab.index_of("fra-1").context("fra-1")?;
+    for orchestrator in lab.orchestrators(0) {
+        orchestrator.crash().await;
+    }
+    // From fra, the other regions' orchestrators answer too late to be used.
+    for region in 1..lab.spec().regions.len() {
+        let table: BTreeMap<IpAddr, u64> = lab
+            .delay_table(region, 0)
+            .into_keys()
+            .map(|ip| {
+                let from_fra = lab
+                    .members()
+                    .iter()
+                    .any(|m| m.region_index == 0 && IpAddr::V4(m.ip) == ip);
+                (ip, if from_fra { 10_000 } else { 0 })
+            })
+            .collect();
+        for orchestrator in lab.orchestrators(region) {
+            orchestrator.set_region_latency(table.clone());
+        }
+    }
+    wait_ejected(&lab, fra_1, 0).await?;
+
+    // A batch job.
+    let response = lab
+        .post_json(fra_1, "/text-to-image", &json!({ "prompt": "forwarded" }))
+        .send()
+        .await?;
+    let region = header(&response, "x-gatemesh-region");
+    let answer = JobAnswer::read(response).await?;
+    ensure!(
+        answer.status == 200,
+        "forwarded job: {} {}",
+        answer.status,
+        answer.body
+    );
+    let orchestrator = answer
+        .orchestrator
+        .clone()
+        .context("x-gatemesh-orchestrator")?;
+    let served_by = region_of(&lab, &orchestrator).context("an orchestrator of the lab")?;
+    let region = region.context("x-gatemesh-region")?;
+    ensure!(
+        served_by != 0 && region == lab.spec().regions[served_by],
+        "forwarded job: run by region {region}, orchestrator of region {served_by}"
+    );
+    let served: u64 = lab
+        .running()
+        .into_iter()
+        .map(|i| lab.mesh(i).stats().forwards_served_total)
+        .sum();
+    ensure!(served >= 1, "no node ran a forwarded job");
+    let images = check_images(&answer.body, 1)?;
+    let png = lab.client().get(&images[0]).send().await?.bytes().await?;
+    check_png(&png)?;
+    eprintln!(
+        "forwarded batch job: 200, x-gatemesh-region {region}, orchestrator {orchestrator}, attempts {:?}",
+        answer.attempts
+    );
+
+    // An SSE stream, relayed chunk by chunk through the forward.
+    let response = lab
+        .post_json(
+            fra_1,
+            "/llm",
+            &json!({"messages": [{"role": "user", "content": "stream through the mesh"}], "max_tokens": 6, "stream": true}),
+        )
+        .send()
+        .await?;
+    ensure!(
+        response.status() == 200,
+        "forwarded stream: status {}",
+        response.status()
+    );
+    let content_type = header(&response, "content-type").unwrap_or_default();
+    ensure!(
+        content_type.starts_with("text/event-stream"),
+        "content type {content_type:?}"
+    );
+    let region =
+        header(&response, "x-gatemesh-region").context("x-gatemesh-region on the stream")?;
+    ensure!(region != "fra", "the stream was served in fra");
+    let mut response = response;
+    let mut text = String::new();
+    let mut chunks = 0;
+    while let Some(chunk) = response.chunk().await? {
+        chunks += 1;
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let events: Vec<&str> = text
+        .split("\n\n")
+        .filter_map(|e| {
+            e.lines()
+                .find_map(|l| l.strip_prefix("data:"))
+                .map(str::trim)
+        })
+        .collect();
+    let json_events: Vec<Value> = events
+        .iter()
+        .filter_map(|e| serde_json::from_str(e).ok())
+        .collect();
+    ensure!(
+        json_events.len() >= 2,
+        "forwarded stream has {} JSON events: {text:?}",
+        json_events.len()
+    );
+    let content: String = json_events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    ensure!(
+        !content.trim().is_empty(),
+        "no content in the forwarded stream: {text:?}"
+    );
+    eprintln!(
+        "forwarded SSE stream: 200 from region {region}, {} events in {chunks} chunks, content {content:?}",
+        events.len()
+    );
+    lab.shutdown().await;
+    Ok(())
+}
