@@ -22,6 +22,9 @@ use tokio::sync::{Notify, watch};
 const RECORD_MAX_AGE_MS: u64 = 10 * 60 * 1000;
 /// How often this node re-stamps its own records.
 const REFRESH_LOCAL_EVERY: Duration = Duration::from_secs(60);
+/// Shortest time between two publication rounds. Small against the 250 ms
+/// propagation target, large against the per-job change rate under load.
+const PUBLISH_COALESCE: Duration = Duration::from_millis(50);
 /// Record key prefix for observations.
 const OBSERVATION_KEY_PREFIX: &str = "obs/";
 /// Record key of the blocklist.
@@ -373,6 +376,10 @@ impl Cluster {
                 _ = self.inner.changed.notified() => {}
                 _ = shutdown.changed() => return,
             }
+            // Coalesce: a busy orchestrator's record changes with every job;
+            // publishing at most every PUBLISH_COALESCE sends each changed
+            // record once per round instead of once per job.
+            tokio::time::sleep(PUBLISH_COALESCE).await;
         }
     }
 
