@@ -81,7 +81,8 @@ impl Cluster {
         );
         tokio::spawn(cluster.clone().publish_loop(shutdown.clone()));
         tokio::spawn(cluster.clone().receive_loop(shutdown.clone()));
-        tokio::spawn(cluster.clone().maintenance_loop(shutdown));
+        tokio::spawn(cluster.clone().maintenance_loop(shutdown.clone()));
+        tokio::spawn(cluster.clone().mesh_stats_loop(shutdown));
         cluster
     }
 
@@ -228,14 +229,30 @@ impl Cluster {
     /// Discovery could not reach `orchestrator`.
     pub fn record_unreachable(&self, orchestrator: &OrchestratorId, class: ObservedError) {
         let policy = self.inner.policy;
-        self.change(|view, now| {
-            view.update_local(orchestrator, now, |record| {
-                record.consecutive_failures = record.consecutive_failures.saturating_add(1);
-                record.last_error = Some(class);
-                record.last_error_ms = now;
-                policy.after_failure(record, class, now)
+        let ejected = self
+            .change(|view, now| {
+                view.update_local(orchestrator, now, |record| {
+                    record.consecutive_failures = record.consecutive_failures.saturating_add(1);
+                    record.last_error = Some(class);
+                    record.last_error_ms = now;
+                    policy.after_failure(record, class, now)
+                })
             })
-        });
+            .flatten();
+        self.inner
+            .metrics
+            .record_orchestrator_failure(orchestrator, unix_ms());
+        if let Some(until) = ejected {
+            self.inner.metrics.record_ejection(orchestrator);
+            self.event(
+                EventKind::Ejected,
+                Some(orchestrator),
+                format!(
+                    "ejected for {} ms: GetOrchestrator failed ({class:?})",
+                    until.saturating_sub(unix_ms())
+                ),
+            );
+        }
     }
 
     /// This node's in-flight count on `orchestrator` changed.
@@ -445,6 +462,32 @@ impl Cluster {
             return;
         }
         self.invalidate();
+    }
+
+    /// Copies the mesh's byte counters into the node's metrics every second.
+    async fn mesh_stats_loop(self, mut shutdown: watch::Receiver<bool>) {
+        let Some(mesh) = self.inner.mesh.clone() else {
+            return;
+        };
+        let (mut sent, mut received) = (0u64, 0u64);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let stats = mesh.stats();
+            let now_sent = stats.gossip_bytes_sent_total + stats.push_bytes_sent_total;
+            let now_received = stats.gossip_bytes_received_total + stats.push_bytes_received_total;
+            let metrics = &self.inner.metrics;
+            metrics
+                .record_gossip_bytes(api::metrics::Direction::Out, now_sent.saturating_sub(sent));
+            metrics.record_gossip_bytes(
+                api::metrics::Direction::In,
+                now_received.saturating_sub(received),
+            );
+            (sent, received) = (now_sent, now_received);
+        }
     }
 
     async fn maintenance_loop(self, mut shutdown: watch::Receiver<bool>) {

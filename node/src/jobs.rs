@@ -549,6 +549,7 @@ impl JobRunner for Executor {
             let pipeline = job.pipeline;
             let model = job.model_id.clone();
             let metrics = this.inner.cluster.metrics().clone();
+            metrics.record_tenant_request(&context.caller.tenant);
             let _in_flight = metrics.job_started();
             let result = this.clone().execute(job, context).await;
             let attribution = match &result {

@@ -306,6 +306,14 @@ impl Node {
             .store(true, std::sync::atomic::Ordering::SeqCst);
         self.executor.start_draining();
         let grace = Duration::from_millis(self.config.http.shutdown_grace_ms);
+        // Keep the listener open while in-flight jobs finish, so load
+        // balancers see /readyz answer 503 and new jobs get 503 `draining`
+        // (a clear answer) instead of refused connections.
+        let drain_deadline = tokio::time::Instant::now() + grace;
+        while self.executor.running() > 0 && tokio::time::Instant::now() < drain_deadline {
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+        let grace = drain_deadline.saturating_duration_since(tokio::time::Instant::now());
         self.server.graceful_shutdown(Some(grace));
         let result =
             match tokio::time::timeout(grace + Duration::from_secs(1), self.server_task).await {
@@ -325,6 +333,9 @@ impl Node {
         result
     }
 }
+
+/// How often draining checks whether in-flight jobs are done.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
 
 /// Runs a node until `shutdown` completes, then drains and stops.
 pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
