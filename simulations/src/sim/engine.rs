@@ -43,6 +43,15 @@ enum Event<G> {
         node: NodeIdx,
         epoch: u32,
     },
+    ProbeTick {
+        node: NodeIdx,
+        epoch: u32,
+    },
+    ProbeDone {
+        node: NodeIdx,
+        epoch: u32,
+        results: Vec<ProbeResult>,
+    },
     GossipTick {
         node: NodeIdx,
         epoch: u32,
@@ -244,6 +253,13 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
             let offset = interval_ms * node as f64 / n;
             self.schedule(self.now.plus_us(us(offset)), Event::Poll { node, epoch });
         }
+        if let Some(interval_ms) = self.policy.probe_interval_ms() {
+            let offset = interval_ms * (node as f64 + 0.5) / n;
+            self.schedule(
+                self.now.plus_us(us(offset)),
+                Event::ProbeTick { node, epoch },
+            );
+        }
     }
 
     fn handle(&mut self, event: Event<P::Gossip>) {
@@ -273,6 +289,37 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
                             Event::Poll { node, epoch },
                         );
                     }
+                }
+            }
+            Event::ProbeTick { node, epoch } => {
+                if self.nodes[node].up && self.nodes[node].epoch == epoch && self.now < self.end {
+                    let targets = self.policy.probe_targets(node, self.now);
+                    if !targets.is_empty() {
+                        let (wait_ms, results) = self.probe(node, targets.into_iter());
+                        self.schedule(
+                            self.now.plus_us(us(wait_ms)),
+                            Event::ProbeDone {
+                                node,
+                                epoch,
+                                results,
+                            },
+                        );
+                    }
+                    if let Some(interval_ms) = self.policy.probe_interval_ms() {
+                        self.schedule(
+                            self.now.plus_us(us(interval_ms)),
+                            Event::ProbeTick { node, epoch },
+                        );
+                    }
+                }
+            }
+            Event::ProbeDone {
+                node,
+                epoch,
+                results,
+            } => {
+                if self.nodes[node].up && self.nodes[node].epoch == epoch {
+                    self.policy.on_discovery(node, self.now, &results);
                 }
             }
             Event::GossipTick { node, epoch } => self.on_gossip_tick(node, epoch),
@@ -527,11 +574,30 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
             return;
         }
         self.nodes[node].discovering = true;
+        let (wait_ms, results) = self.probe(node, 0..self.orchs.len());
+        let epoch = self.nodes[node].epoch;
+        self.schedule(
+            self.now.plus_us(us(wait_ms)),
+            Event::DiscoveryDone {
+                node,
+                epoch,
+                results,
+            },
+        );
+    }
+
+    /// `GetOrchestrator` from `node` to `orchs`: the replies, and how long
+    /// the node waits for them (ms).
+    fn probe(
+        &self,
+        node: NodeIdx,
+        orchs: impl Iterator<Item = OrchIdx>,
+    ) -> (f64, Vec<ProbeResult>) {
         let topo = &self.plan.config.topology;
         let retry = &self.plan.config.retry;
         let node_region = topo.nodes[node].region;
         let mut wait_ms: f64 = 0.0;
-        let results: Vec<ProbeResult> = (0..self.orchs.len())
+        let results: Vec<ProbeResult> = orchs
             .map(|orch| {
                 let rtt_ms = topo.rtt_ms(node, orch) + retry.info_processing_ms;
                 let o = &self.orchs[orch];
@@ -553,16 +619,7 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
                 ProbeResult { orch, reply }
             })
             .collect();
-        let at = self.now.plus_us(us(wait_ms.min(retry.discovery_wait_ms)));
-        let epoch = self.nodes[node].epoch;
-        self.schedule(
-            at,
-            Event::DiscoveryDone {
-                node,
-                epoch,
-                results,
-            },
-        );
+        (wait_ms.min(retry.discovery_wait_ms), results)
     }
 
     // ---- gossip --------------------------------------------------------

@@ -34,6 +34,9 @@ pub const PIPELINE: Pipeline = Pipeline::TextToImage;
 pub struct GatemeshParams {
     /// Every node sends `GetOrchestrator` to every orchestrator this often.
     pub probe_interval_ms: f64,
+    /// Every node probes the orchestrators it has ejected this often (the
+    /// node's health-probe loop; an answer lifts an "unreachable" ejection).
+    pub ejected_probe_interval_ms: f64,
     /// A node rebuilds its snapshot at most this often (and only when the view changed).
     pub snapshot_interval_ms: u64,
     /// Local records are re-stamped this often so peers keep them.
@@ -51,6 +54,7 @@ impl Default for GatemeshParams {
     fn default() -> Self {
         Self {
             probe_interval_ms: 5_000.0,
+            ejected_probe_interval_ms: 1_000.0,
             snapshot_interval_ms: 10,
             refresh_local_ms: 10_000,
             expire_after_ms: 30_000,
@@ -71,6 +75,9 @@ struct GmNode {
     /// In-flight counts last written into the local records.
     published_in_flight: Vec<u32>,
     in_flight: Vec<u32>,
+    /// Start times (virtual µs) of this node's attempts in flight, per
+    /// orchestrator (what a node's job table knows).
+    starts: Vec<Vec<u64>>,
 }
 
 /// The gatemesh policy: real view, real routing.
@@ -164,6 +171,7 @@ impl GatemeshPolicy {
             last_expire_ms: now,
             published_in_flight: vec![0; self.orch_ids.len()],
             in_flight: vec![0; self.orch_ids.len()],
+            starts: vec![Vec::new(); self.orch_ids.len()],
         }
     }
 
@@ -239,7 +247,10 @@ impl RoutingPolicy for GatemeshPolicy {
         }
         let region = &self.region_ids[self.node_regions[input.node]];
         match self.route(&snapshot, region, input, now, rng) {
-            Some(orch) => PickDecision::Send(orch),
+            Some(orch) => {
+                self.nodes[input.node].starts[orch].push(input.now.0);
+                PickDecision::Send(orch)
+            }
             None => PickDecision::Wait,
         }
     }
@@ -248,6 +259,10 @@ impl RoutingPolicy for GatemeshPolicy {
         let now = now_ms(now);
         let id = &self.orch_ids[report.orch];
         let n = &mut self.nodes[node];
+        let starts = &mut n.starts[report.orch];
+        if let Some(i) = starts.iter().position(|&t| t == report.started.0) {
+            starts.swap_remove(i);
+        }
         let result = match report.result {
             Ok(()) => n.view.local_success(
                 id,
@@ -295,14 +310,7 @@ impl RoutingPolicy for GatemeshPolicy {
                 }
                 Err(kind) => self.nodes[node]
                     .view
-                    .local_failure(
-                        &id,
-                        PIPELINE,
-                        &self.model_id,
-                        class_of(kind),
-                        &self.ejection,
-                        now,
-                    )
+                    .local_probe_failure(&id, class_of(kind), &self.ejection, now)
                     .map(|_| ()),
             };
             if outcome.is_ok() {
@@ -317,6 +325,19 @@ impl RoutingPolicy for GatemeshPolicy {
 
     fn gossips(&self) -> bool {
         true
+    }
+
+    fn probe_interval_ms(&self) -> Option<f64> {
+        Some(self.params.ejected_probe_interval_ms)
+    }
+
+    fn probe_targets(&mut self, node: NodeIdx, now: SimTime) -> Vec<OrchIdx> {
+        let now = now_ms(now);
+        let view = &self.nodes[node].view;
+        view.local_records()
+            .filter(|r| r.is_ejected(now))
+            .filter_map(|r| self.index.get(&r.orchestrator).copied())
+            .collect()
     }
 
     fn gossip_tick(&mut self, node: NodeIdx, now: SimTime) -> Option<Rc<Self::Gossip>> {
@@ -388,9 +409,15 @@ impl GatemeshPolicy {
             .map(|&o| self.orch_ids[o].clone())
             .collect();
         let mut local = LocalState::new(region.clone(), now);
+        let starts = &self.nodes[input.node].starts;
         for (orch, &count) in input.inflight.iter().enumerate() {
             if count > 0 {
                 local.in_flight.insert(self.orch_ids[orch].clone(), count);
+            }
+            if let Some(&oldest) = starts[orch].iter().min() {
+                local
+                    .in_flight_since_ms
+                    .insert(self.orch_ids[orch].clone(), now_ms(SimTime(oldest)));
             }
         }
         let plan = pick_with(&job, snapshot, &local, &self.params.route, rng);

@@ -106,6 +106,18 @@ pub trait RoutingPolicy {
         None
     }
 
+    /// Run [`Self::probe_targets`] on every node every this many ms (a
+    /// health-probe loop beside full discovery).
+    fn probe_interval_ms(&self) -> Option<f64> {
+        None
+    }
+
+    /// Orchestrators `node` wants probed now (`GetOrchestrator` to just
+    /// these); the answers arrive through [`Self::on_discovery`].
+    fn probe_targets(&mut self, _node: NodeIdx, _now: SimTime) -> Vec<OrchIdx> {
+        Vec::new()
+    }
+
     /// Gossip round on `node`: what it sends to every peer, if anything.
     fn gossip_tick(&mut self, _node: NodeIdx, _now: SimTime) -> Option<Rc<Self::Gossip>> {
         None

@@ -15,9 +15,12 @@
 //!    regions; warm but unreliable; cold (only if allowed). Failover walks
 //!    the tiers in order.
 //! 4. **Pick** the first attempt by two random choices among the best
-//!    `top_k` of the best tier that score within `choice_band` of the best, or, with a small probability, explore an
+//!    `top_k` of the best tier that score within `choice_band` of the best
+//!    (else the best alone), or, with a small probability, explore an
 //!    orchestrator with few samples from this region. The rest follow in
-//!    score order.
+//!    score order. A free slot costs (almost) nothing; a full orchestrator,
+//!    by counts or by a fresh "busy" answer, drops behind every free one;
+//!    the age of this node's oldest job in flight bounds latency from below.
 //!
 //! Traffic returns home without oscillating because home orchestrators are
 //! only ever removed by ejection (growing backoff, lifted early by a
@@ -143,8 +146,15 @@ pub struct RouteConfig {
     /// Price weight: the dearest candidate's score is up to `1 + price_weight`
     /// times worse than the cheapest's.
     pub price_weight: f64,
+    /// While free slots remain, the score grows by this × load (a
+    /// tie-break between equally fast orchestrators; kept below
+    /// `choice_band` so it never sends work to a clearly slower one).
+    pub free_slot_load_weight: f64,
     /// Score multiplier for an orchestrator with a preferred GPU.
     pub gpu_preferred_factor: f64,
+    /// An orchestrator that answered "insufficient capacity" (to any node)
+    /// counts as full for this long after, ms.
+    pub busy_hold_ms: u64,
 }
 
 impl Default for RouteConfig {
@@ -163,6 +173,8 @@ impl Default for RouteConfig {
             degraded_reliability: 0.5,
             price_weight: 0.1,
             gpu_preferred_factor: 0.8,
+            free_slot_load_weight: 0.1,
+            busy_hold_ms: 100,
         }
     }
 }
@@ -406,8 +418,16 @@ pub fn pick_with<R: Rng + ?Sized>(
             }
         };
         let in_flight = f64::from(local_load.saturating_add(offer.in_flight_remote));
-        let load = in_flight / f64::from(offer.capacity.max(1));
-        let load_factor = load_factor(load, offer.capacity);
+        let mut load = in_flight / f64::from(offer.capacity.max(1));
+        if offer.capacity > 0
+            && offer.busy_at_ms > 0
+            && local.now_ms.saturating_sub(offer.busy_at_ms) < config.busy_hold_ms
+        {
+            // It said "insufficient capacity" a moment ago: full, although
+            // the gossiped counts may not show it yet.
+            load = load.max(1.0);
+        }
+        let load_factor = load_factor(load, offer.capacity, config.free_slot_load_weight);
         let gpu_factor = if !job.gpu_preferred.is_empty()
             && offer
                 .gpus_lower
@@ -613,15 +633,17 @@ fn filter(
 }
 
 /// Score multiplier for `load` = in flight ÷ advertised capacity. A free
-/// slot serves at full speed (one runner per GPU slot), so there is no
-/// penalty while slots remain; at or over capacity the orchestrator answers
+/// slot serves at full speed (one runner per GPU slot), so while slots
+/// remain the penalty is only a tie-break among equals (`free_slot_weight`,
+/// e.g. ×1.1 when nearly full: gossiped counts are a little stale, and the
+/// emptier of two equally fast orchestrators is less likely to be full); at or over capacity the orchestrator answers
 /// "insufficient capacity", so it drops behind every free one (×4 and
 /// more). Without a stated capacity, load is guessed from the count alone.
-fn load_factor(load: f64, capacity: u32) -> f64 {
+fn load_factor(load: f64, capacity: u32, free_slot_weight: f64) -> f64 {
     if capacity == 0 {
         1.0 + load + 2.0 * (load - 1.0).max(0.0)
     } else if load < 1.0 {
-        1.0
+        1.0 + free_slot_weight * load
     } else {
         2.0 + 2.0 * load
     }

@@ -158,6 +158,10 @@ pub struct Offer {
     pub by_region: Vec<RegionLatency>,
     /// Index of the summary's home region.
     pub home_region: Option<usize>,
+    /// The latest "insufficient capacity" answer any observer got with no
+    /// answer since (unix ms; 0 = none): the orchestrator was full then,
+    /// whatever the gossiped in-flight counts say.
+    pub busy_at_ms: u64,
 }
 
 /// One region's latency evidence for one offer.
@@ -520,6 +524,12 @@ fn add_offers(
         .home_region
         .as_ref()
         .and_then(|h| regions.binary_search(h).ok());
+    let busy_at_ms = records
+        .iter()
+        .filter(|r| r.last_error == Some(ErrorClass::Busy) && r.last_error_ms > r.last_seen_ms)
+        .map(|r| r.last_error_ms)
+        .max()
+        .unwrap_or(0);
     for (capability, models) in &info.capabilities.models {
         let Some(pipeline) = Pipeline::from_capability(*capability) else {
             continue;
@@ -566,6 +576,7 @@ fn add_offers(
                 failures: all.failures,
                 by_region,
                 home_region,
+                busy_at_ms,
             };
             offers
                 .entry((pipeline, model_id.clone()))
