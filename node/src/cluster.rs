@@ -230,14 +230,7 @@ impl Cluster {
     pub fn record_unreachable(&self, orchestrator: &OrchestratorId, class: ObservedError) {
         let policy = self.inner.policy;
         let ejected = self
-            .change(|view, now| {
-                view.update_local(orchestrator, now, |record| {
-                    record.consecutive_failures = record.consecutive_failures.saturating_add(1);
-                    record.last_error = Some(class);
-                    record.last_error_ms = now;
-                    policy.after_failure(record, class, now)
-                })
-            })
+            .change(|view, now| view.local_probe_failure(orchestrator, class, &policy, now))
             .flatten();
         self.inner
             .metrics
