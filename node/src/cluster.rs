@@ -204,21 +204,25 @@ impl Cluster {
                 view.local_failure(orchestrator, pipeline, model_id, class, &policy, now)
             })
             .flatten();
+        self.failure_recorded(orchestrator, ejected, &format!("after {class:?}"));
+        ejected
+    }
+
+    /// Counts a recorded failure and, if it ejected the orchestrator, the
+    /// ejection (metric and event).
+    fn failure_recorded(&self, orchestrator: &OrchestratorId, ejected: Option<u64>, cause: &str) {
+        let now = unix_ms();
         self.inner
             .metrics
-            .record_orchestrator_failure(orchestrator, unix_ms());
+            .record_orchestrator_failure(orchestrator, now);
         if let Some(until) = ejected {
             self.inner.metrics.record_ejection(orchestrator);
             self.event(
                 EventKind::Ejected,
                 Some(orchestrator),
-                format!(
-                    "ejected for {} ms after {class:?}",
-                    until.saturating_sub(unix_ms())
-                ),
+                format!("ejected for {} ms {cause}", until.saturating_sub(now)),
             );
         }
-        ejected
     }
 
     /// Discovery fetched `orchestrator`'s info in `rtt_ms`.
@@ -232,20 +236,11 @@ impl Cluster {
         let ejected = self
             .change(|view, now| view.local_probe_failure(orchestrator, class, &policy, now))
             .flatten();
-        self.inner
-            .metrics
-            .record_orchestrator_failure(orchestrator, unix_ms());
-        if let Some(until) = ejected {
-            self.inner.metrics.record_ejection(orchestrator);
-            self.event(
-                EventKind::Ejected,
-                Some(orchestrator),
-                format!(
-                    "ejected for {} ms: GetOrchestrator failed ({class:?})",
-                    until.saturating_sub(unix_ms())
-                ),
-            );
-        }
+        self.failure_recorded(
+            orchestrator,
+            ejected,
+            &format!("after GetOrchestrator failed ({class:?})"),
+        );
     }
 
     /// This node's in-flight count on `orchestrator` changed.
