@@ -109,4 +109,7 @@ pub trait Authenticator: Send + Sync + 'static {
 pub struct Caller {
     /// Tenant name from the key's configuration.
     pub tenant: String,
+    /// The tenant's tier (`default` unless configured): selects rate cards,
+    /// limits and orchestrator pools.
+    pub tier: String,
 }

@@ -132,6 +132,7 @@ impl Authenticator for FakeAuth {
     fn authenticate(&self, bearer_key: &str) -> Option<Caller> {
         (bearer_key == KEY).then(|| Caller {
             tenant: "acme".into(),
+            tier: "default".into(),
         })
     }
 }

@@ -61,7 +61,10 @@ impl Readiness for Ready {
 struct AnyKey;
 impl Authenticator for AnyKey {
     fn authenticate(&self, _bearer_key: &str) -> Option<Caller> {
-        Some(Caller { tenant: "t".into() })
+        Some(Caller {
+            tenant: "t".into(),
+            tier: "default".into(),
+        })
     }
 }
 

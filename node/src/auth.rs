@@ -10,7 +10,7 @@ use crate::config::KeyEntry;
 /// Maps key hashes to tenants.
 #[derive(Debug, Default)]
 pub struct KeyStore {
-    tenants_by_hash: HashMap<[u8; 32], String>,
+    tenants_by_hash: HashMap<[u8; 32], (String, String)>,
 }
 
 impl KeyStore {
@@ -19,7 +19,7 @@ impl KeyStore {
         Self {
             tenants_by_hash: entries
                 .iter()
-                .map(|e| (hash(&e.key), e.tenant.clone()))
+                .map(|e| (hash(&e.key), (e.tenant.clone(), e.tier.clone())))
                 .collect(),
         }
     }
@@ -29,8 +29,9 @@ impl api::Authenticator for KeyStore {
     fn authenticate(&self, bearer_key: &str) -> Option<api::Caller> {
         self.tenants_by_hash
             .get(&hash(bearer_key))
-            .map(|tenant| api::Caller {
+            .map(|(tenant, tier)| api::Caller {
                 tenant: tenant.clone(),
+                tier: tier.clone(),
             })
     }
 }
@@ -49,6 +50,7 @@ mod tests {
         let store = KeyStore::new(&[KeyEntry {
             key: "k".repeat(20),
             tenant: "acme".into(),
+            tier: "default".into(),
         }]);
         assert_eq!(store.authenticate(&"k".repeat(20)).unwrap().tenant, "acme");
         assert!(store.authenticate("other").is_none());

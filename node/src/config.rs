@@ -115,6 +115,14 @@ pub struct KeyEntry {
     pub key: String,
     /// The tenant the key belongs to.
     pub tenant: String,
+    /// The tenant's tier; selects rate cards, limits and orchestrator
+    /// pools. Default `default`.
+    #[serde(default = "default_tier")]
+    pub tier: String,
+}
+
+fn default_tier() -> String {
+    "default".to_owned()
 }
 
 /// `[discovery]`

@@ -164,6 +164,7 @@ pub fn handler(
                 deadline,
                 caller: Caller {
                     tenant: format!("node:{}", request.origin.node),
+                    tier: "default".to_owned(),
                 },
             };
             match executor
