@@ -166,6 +166,14 @@ impl Cluster {
         local
     }
 
+    /// [`Self::local_state`] from the registry's jobs in flight: counts and
+    /// the start of the oldest job per orchestrator (latency evidence).
+    pub fn local_state_from(&self, registry: &crate::registry::Registry) -> LocalState {
+        let mut local = self.local_state(registry.in_flight());
+        local.in_flight_since_ms = registry.in_flight_since().into_iter().collect();
+        local
+    }
+
     /// Cluster members (empty without a mesh).
     pub fn members(&self) -> Vec<Member> {
         self.inner

@@ -393,7 +393,7 @@ impl Executor {
         let snapshot = inner.cluster.snapshot();
         let mut requirements = JobRequirements::new(job.pipeline, job.model_id.clone());
         requirements.exclude = tried.to_vec();
-        let local = inner.cluster.local_state(inner.registry.in_flight());
+        let local = inner.cluster.local_state_from(&inner.registry);
         let plan = mesh_core::route::pick(&requirements, &snapshot, &local, &mut rand::rng());
         if tried.is_empty() {
             inner.cluster.metrics().record_routing(&plan);

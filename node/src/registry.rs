@@ -1,12 +1,13 @@
 //! The node's table of the orchestrators discovery lists (static list and
-//! webhook): the cached job sessions (auth tokens) and this node's in-flight
-//! count per orchestrator.
+//! webhook): the cached job sessions (auth tokens) and this node's jobs in
+//! flight per orchestrator (how many, and since when the oldest runs).
 //!
 //! Health and latency statistics live in the mesh-core view (see
 //! [`crate::cluster`]), shared with the other nodes; this table holds what
 //! only this process needs.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use livepeer::Session;
@@ -20,12 +21,17 @@ pub const MAX_ORCHESTRATORS: usize = 2_000;
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     inner: Arc<RwLock<BTreeMap<OrchestratorId, Entry>>>,
+    /// Source of job tokens (tell the guards of one orchestrator apart).
+    next_job: Arc<AtomicU64>,
 }
 
 /// What the table knows about one orchestrator.
 #[derive(Debug, Default)]
 struct Entry {
     in_flight: u32,
+    /// (job token, start unix ms) of each job in flight; as many as
+    /// `in_flight`, so bounded by this node's concurrency.
+    started: Vec<(u64, u64)>,
     /// Job sessions per (pipeline, model): the auth token and transcoder URL.
     sessions: HashMap<(Pipeline, String), Session>,
 }
@@ -94,15 +100,38 @@ impl Registry {
         }
     }
 
-    /// Counts a job in flight until the guard drops.
+    /// Counts a job in flight, started now, until the guard drops.
     pub fn begin_job(&self, id: &OrchestratorId) -> InFlightGuard {
+        self.begin_job_at(id, crate::cluster::unix_ms())
+    }
+
+    /// Counts a job in flight that started at `now_ms` (unix ms) until the
+    /// guard drops.
+    pub fn begin_job_at(&self, id: &OrchestratorId, now_ms: u64) -> InFlightGuard {
+        let token = self.next_job.fetch_add(1, Ordering::Relaxed);
         if let Some(entry) = self.write().get_mut(id) {
             entry.in_flight += 1;
+            entry.started.push((token, now_ms));
         }
         InFlightGuard {
             registry: self.clone(),
             id: id.clone(),
+            token,
         }
+    }
+
+    /// When this node's oldest job still in flight on each orchestrator
+    /// started (unix ms), for orchestrators with jobs in flight: routing's
+    /// `LocalState::in_flight_since_ms` (a job running this long means the
+    /// orchestrator's latency is at least that).
+    pub fn in_flight_since(&self) -> BTreeMap<OrchestratorId, u64> {
+        self.read()
+            .iter()
+            .filter_map(|(id, entry)| {
+                let oldest = entry.started.iter().map(|&(_, start)| start).min()?;
+                Some((id.clone(), oldest))
+            })
+            .collect()
     }
 
     /// In-flight counts per orchestrator.
@@ -131,12 +160,52 @@ const MAX_SESSIONS_PER_ORCHESTRATOR: usize = 256;
 pub struct InFlightGuard {
     registry: Registry,
     id: OrchestratorId,
+    token: u64,
 }
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
         if let Some(entry) = self.registry.write().get_mut(&self.id) {
             entry.in_flight = entry.in_flight.saturating_sub(1);
+            if let Some(i) = entry.started.iter().position(|&(t, _)| t == self.token) {
+                entry.started.swap_remove(i);
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn orch(n: u32) -> OrchestratorId {
+        OrchestratorId::parse(&format!("https://o{n}.example:8935")).unwrap()
+    }
+
+    #[test]
+    fn in_flight_since_is_the_oldest_running_job_per_orchestrator() {
+        let registry = Registry::default();
+        registry.set_members([orch(1), orch(2)]);
+        assert!(registry.in_flight_since().is_empty());
+
+        let first = registry.begin_job_at(&orch(1), 1_000);
+        let second = registry.begin_job_at(&orch(1), 1_500);
+        let other = registry.begin_job_at(&orch(2), 1_200);
+        let since = registry.in_flight_since();
+        assert_eq!(since.get(&orch(1)), Some(&1_000));
+        assert_eq!(since.get(&orch(2)), Some(&1_200));
+        assert_eq!(registry.in_flight().get(&orch(1)), Some(&2));
+
+        // The oldest job ends: the next oldest is the evidence now.
+        drop(first);
+        assert_eq!(registry.in_flight_since().get(&orch(1)), Some(&1_500));
+        drop(second);
+        drop(other);
+        assert!(registry.in_flight_since().is_empty());
+        assert!(registry.in_flight().is_empty());
+
+        // A job on an orchestrator outside the table is not tracked.
+        let _stray = registry.begin_job_at(&orch(3), 2_000);
+        assert!(registry.in_flight_since().is_empty());
     }
 }

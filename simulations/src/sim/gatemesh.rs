@@ -299,7 +299,7 @@ impl RoutingPolicy for GatemeshPolicy {
                         .view
                         .local_record(&id)
                         .and_then(|rec| rec.info.as_ref())
-                        .is_some_and(|old| *old == info);
+                        .is_some_and(|old| **old == info);
                     let rtt = reply.rtt_ms.round() as u32;
                     let view = &mut self.nodes[node].view;
                     if same {

@@ -343,15 +343,24 @@ pub struct FailingSeed {
 /// Run seeds `0..seeds` on `threads` threads; the result does not depend on
 /// the thread count or scheduling (reports are put back in seed order).
 pub fn sweep(scenario: Scenario, size: Size, seeds: u64, threads: usize) -> SweepReport {
-    let threads = threads.max(1) as u64;
+    let threads = threads.max(1);
+    // Each worker takes the next seed when it is done with one (seeds differ
+    // in cost, a fixed split would leave a core idle at the end); reports are
+    // put back in seed order, so the output does not depend on the threads.
+    let next = std::sync::atomic::AtomicU64::new(0);
     let mut reports: Vec<ScenarioReport> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
-            .map(|t| {
+            .map(|_| {
+                let next = &next;
                 scope.spawn(move || {
-                    (0..seeds)
-                        .filter(|s| s % threads == t)
-                        .map(|seed| run_scenario(scenario, size, seed))
-                        .collect::<Vec<_>>()
+                    let mut done = Vec::new();
+                    loop {
+                        let seed = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if seed >= seeds {
+                            break done;
+                        }
+                        done.push(run_scenario(scenario, size, seed));
+                    }
                 })
             })
             .collect();

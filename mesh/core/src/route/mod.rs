@@ -458,7 +458,7 @@ pub fn pick_with<R: Rng + ?Sized>(
             f64::NAN
         };
         if tier <= Tier::Remote {
-            for (best, l) in region_best.iter_mut().zip(&offer.by_region) {
+            for (best, l) in region_best.iter_mut().zip(offer.by_region.iter()) {
                 if l.samples > 0.0 && l.latency_ms > 0.0 {
                     *best = best.min(l.latency_ms / reliability.max(0.01));
                 }

@@ -9,7 +9,10 @@
 //! - The orchestrator blocklist is a `crdts::Orswot` that any node may edit;
 //!   add wins over a concurrent remove.
 //! - Reads go through [`View::snapshot`], an immutable aggregate that
-//!   routing uses without touching the view again.
+//!   routing uses without touching the view again. The view keeps each
+//!   orchestrator's summary until one of its records changes (or for at most
+//!   [`SUMMARY_REUSE_MS`]), so a snapshot costs O(changed records), not
+//!   O(all records).
 //!
 //! Time is passed in: `now_ms` is unix milliseconds from the caller.
 
@@ -17,6 +20,7 @@ mod observation;
 mod snapshot;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 
 use crdts::{CmRDT, CvRDT, Orswot};
 
@@ -26,7 +30,7 @@ pub use observation::{
     ModelStats, ObservationRecord, RECORD_FORMAT_VERSION, RecordError, decay_factor, quantile_ms,
 };
 pub use snapshot::{
-    MAX_HONORED_EJECTION_MS, ObserverFreshness, Offer, OrchestratorSummary, RegionHealth,
+    MAX_HONORED_EJECTION_MS, SUMMARY_REUSE_MS, ObserverFreshness, Offer, OrchestratorSummary, RegionHealth,
     RegionLatency, RegionModelStats, ViewSnapshot,
 };
 
@@ -102,6 +106,52 @@ pub struct View {
     blocklist: Blocklist,
     dirty: BTreeSet<OrchestratorId>,
     blocklist_dirty: bool,
+    /// Records per observer region (the snapshot's region list).
+    region_records: BTreeMap<RegionId, usize>,
+    /// Summaries kept between snapshots.
+    cache: SnapshotCache,
+}
+
+/// The parts of the last snapshot, per orchestrator, with whether its
+/// records changed since. Behind a mutex so that [`View::snapshot`] can stay
+/// `&self`; a cloned view starts with an empty cache.
+#[derive(Default)]
+struct SnapshotCache(Mutex<CacheState>);
+
+#[derive(Default)]
+struct CacheState {
+    regions: Vec<RegionId>,
+    blocked: Vec<OrchestratorId>,
+    /// (part, still valid), by orchestrator.
+    parts: BTreeMap<OrchestratorId, (snapshot::Part, bool)>,
+    /// The id index of the last snapshot, while the set of orchestrators is
+    /// the same.
+    index: Option<Arc<snapshot::IdIndex>>,
+}
+
+impl Clone for SnapshotCache {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl std::fmt::Debug for SnapshotCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SnapshotCache")
+    }
+}
+
+impl SnapshotCache {
+    fn state(&mut self) -> &mut CacheState {
+        self.0.get_mut().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The orchestrator's records changed.
+    fn invalidate(&mut self, orchestrator: &OrchestratorId) {
+        if let Some(entry) = self.state().parts.get_mut(orchestrator) {
+            entry.1 = false;
+        }
+    }
 }
 
 impl View {
@@ -117,6 +167,8 @@ impl View {
             blocklist: Blocklist::new(),
             dirty: BTreeSet::new(),
             blocklist_dirty: false,
+            region_records: BTreeMap::new(),
+            cache: SnapshotCache::default(),
         }
     }
 
@@ -230,29 +282,60 @@ impl View {
     }
 
     fn insert(&mut self, record: ObservationRecord) {
-        let per = self.records.entry(record.orchestrator.clone()).or_default();
-        if per
-            .insert(record.observer.clone(), record.clone())
-            .is_none()
-        {
-            *self.observers.entry(record.observer).or_default() += 1;
+        self.cache.invalidate(&record.orchestrator);
+        let per = match self.records.get_mut(&record.orchestrator) {
+            Some(per) => per,
+            None => self.records.entry(record.orchestrator.clone()).or_default(),
+        };
+        let observer = record.observer.clone();
+        let region = record.observer_region.clone();
+        match per.insert(observer.clone(), record) {
+            Some(old) => {
+                if old.observer_region != region {
+                    self.count_region(&old.observer_region, false);
+                    self.count_region(&region, true);
+                }
+            }
+            None => {
+                *self.observers.entry(observer).or_default() += 1;
+                self.count_region(&region, true);
+            }
+        }
+    }
+
+    fn count_region(&mut self, region: &RegionId, add: bool) {
+        if add {
+            match self.region_records.get_mut(region) {
+                Some(n) => *n += 1,
+                None => {
+                    self.region_records.insert(region.clone(), 1);
+                }
+            }
+        } else if let Some(n) = self.region_records.get_mut(region) {
+            *n -= 1;
+            if *n == 0 {
+                self.region_records.remove(region);
+            }
         }
     }
 
     fn remove(&mut self, orchestrator: &OrchestratorId, observer: &NodeId) {
+        self.cache.invalidate(orchestrator);
         let Some(per) = self.records.get_mut(orchestrator) else {
             return;
         };
-        if per.remove(observer).is_some()
-            && let Some(count) = self.observers.get_mut(observer)
-        {
-            *count -= 1;
-            if *count == 0 {
-                self.observers.remove(observer);
-            }
-        }
+        let removed = per.remove(observer);
         if per.is_empty() {
             self.records.remove(orchestrator);
+        }
+        if let Some(old) = removed {
+            self.count_region(&old.observer_region, false);
+            if let Some(count) = self.observers.get_mut(observer) {
+                *count -= 1;
+                if *count == 0 {
+                    self.observers.remove(observer);
+                }
+            }
         }
     }
 
@@ -271,6 +354,7 @@ impl View {
         let result = if let Some(record) = existing {
             let result = change(record);
             record.version = self.clock.tick(now_ms);
+            self.cache.invalidate(orchestrator);
             result
         } else {
             self.check_room(orchestrator, &self.local)?;
@@ -504,19 +588,70 @@ impl View {
     // ---- read side ----
 
     /// An immutable aggregate of the view at `now_ms` for routing, the API
-    /// and dashboards. Costs O(records); build it when the view changes (or
-    /// every few ms), not per pick.
+    /// and dashboards. Summarizes only the orchestrators whose records
+    /// changed since the last snapshot (or whose summary is older than
+    /// [`SUMMARY_REUSE_MS`]); the rest is reused, so the cost is
+    /// O(changed records + orchestrators). Still: build it when the view
+    /// changes (or every few ms), not per pick.
     pub fn snapshot(&self, now_ms: u64) -> ViewSnapshot {
         let blocked = self.blocked();
-        ViewSnapshot::build(
+        let regions: Vec<RegionId> = self.region_records.keys().cloned().collect();
+        let mut guard = self.cache.0.lock().unwrap_or_else(|p| p.into_inner());
+        let cache = &mut *guard;
+        if cache.regions != regions || cache.blocked != blocked {
+            // Every summary depends on both.
+            cache.parts.clear();
+            cache.index = None;
+            cache.regions = regions.clone();
+            cache.blocked = blocked.clone();
+        }
+        if cache.parts.len() != self.records.len()
+            || cache
+                .parts
+                .keys()
+                .zip(self.records.keys())
+                .any(|(a, b)| a != b)
+        {
+            cache.parts.retain(|id, _| self.records.contains_key(id));
+            cache.index = None;
+        }
+        let mut group: Vec<&ObservationRecord> = Vec::new();
+        for (id, per) in &self.records {
+            let fresh = cache.parts.get(id).is_some_and(|(part, valid)| {
+                *valid
+                    && part.built_at_ms <= now_ms
+                    && now_ms - part.built_at_ms < SUMMARY_REUSE_MS
+            });
+            if fresh {
+                continue;
+            }
+            group.clear();
+            group.extend(per.values());
+            let part = snapshot::Part::build(
+                now_ms,
+                Some(&self.local),
+                id.clone(),
+                &group,
+                &regions,
+                &blocked,
+            );
+            match cache.parts.get_mut(id) {
+                Some(entry) => *entry = (part, true),
+                None => {
+                    cache.parts.insert(id.clone(), (part, true));
+                    cache.index = None;
+                }
+            }
+        }
+        let snap = snapshot::assemble(
             now_ms,
-            Some(&self.local),
-            self.records
-                .values()
-                .map(|per| per.values().collect())
-                .collect(),
+            regions,
             blocked,
-        )
+            cache.parts.values().map(|(part, _)| part),
+            cache.index.clone(),
+        );
+        cache.index = Some(snap.index_arc());
+        snap
     }
 }
 

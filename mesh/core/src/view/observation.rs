@@ -8,6 +8,8 @@
 //! stamps a new version from its [`HlcClock`](crate::hlc::HlcClock) before it
 //! publishes (the [`View`](super::View) does this in its `local_*` methods).
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::hlc::Hlc;
@@ -283,8 +285,9 @@ pub struct ObservationRecord {
     pub observer_region: RegionId,
     /// Version: the observer's HLC at its last change.
     pub version: Hlc,
-    /// The orchestrator's last `GetOrchestrator` reply as this observer saw it.
-    pub info: Option<OrchestratorInfo>,
+    /// The orchestrator's last `GetOrchestrator` reply as this observer saw
+    /// it (shared: snapshots and replicas hold the same allocation).
+    pub info: Option<Arc<OrchestratorInfo>>,
     /// When `info` was received (unix ms, 0 = never).
     pub info_seen_ms: u64,
     /// Moving average of the discovery round trip from the observer, ms
@@ -420,7 +423,7 @@ impl ObservationRecord {
 
     /// A fresh `GetOrchestrator` reply.
     pub fn record_info(&mut self, info: OrchestratorInfo, now_ms: u64) {
-        self.info = Some(info);
+        self.info = Some(Arc::new(info));
         self.info_seen_ms = self.info_seen_ms.max(now_ms);
         self.last_seen_ms = self.last_seen_ms.max(now_ms);
     }

@@ -1,6 +1,14 @@
 //! The read side of the view: per-orchestrator aggregates over all observers,
 //! plus per-(pipeline, model) offer rows precomputed for routing, so one pick
 //! does a single hash lookup and a linear pass over plain numbers.
+//!
+//! Building is split in two: [`Part`] is everything about one orchestrator
+//! (its summary, behind an `Arc`, and its offer rows), computed from its
+//! records alone; [`assemble`] puts parts together into a snapshot (index
+//! fix-up and `Arc` clones, no per-record work). The [`View`](super::View)
+//! keeps the parts of orchestrators whose records did not change and reuses
+//! them for up to [`SUMMARY_REUSE_MS`], so a rebuild after one gossip message
+//! only summarizes the few orchestrators that message touched.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -20,6 +28,14 @@ use crate::view::ErrorClass;
 /// orchestrator cluster-wide for good.
 pub const MAX_HONORED_EJECTION_MS: u64 = 5 * 60_000;
 
+/// How long the view may reuse an orchestrator's summary whose records did
+/// not change. Only the decay of its counts moves in the meantime: one
+/// second of a 30 s half-life is a 2.3 % drift of success and failure
+/// counts, far below what routing can tell apart; everything else in a
+/// summary is absolute (ejection ends, "busy" times) or time-invariant
+/// (latency averages).
+pub const SUMMARY_REUSE_MS: u64 = 1_000;
+
 /// An immutable aggregate of a [`View`](super::View). Cloning is one `Arc`
 /// increment.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,22 +47,27 @@ pub struct ViewSnapshot {
 struct Inner {
     taken_at_ms: u64,
     regions: Vec<RegionId>,
-    orchestrators: Vec<OrchestratorSummary>,
+    orchestrators: Vec<Arc<OrchestratorSummary>>,
     blocked: Vec<OrchestratorId>,
-    /// Orchestrator id → index, hashed with FNV (ids are short; SipHash would
-    /// dominate a pick that looks up its in-flight counts).
-    index: HashMap<OrchestratorId, usize, BuildHasherDefault<Fnv>>,
+    /// Orchestrator id → index (shared between snapshots while the set of
+    /// orchestrators does not change).
+    index: Arc<IdIndex>,
     /// Offer rows per (pipeline, model), sorted by that key.
     offers: Vec<(Pipeline, String, Vec<Offer>)>,
 }
+
+/// Orchestrator id → index, hashed with FNV (ids are short; SipHash would
+/// dominate a pick that looks up its in-flight counts).
+pub(super) type IdIndex = HashMap<OrchestratorId, usize, BuildHasherDefault<Fnv>>;
 
 /// Everything the cluster knows about one orchestrator.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrchestratorSummary {
     /// The orchestrator.
     pub id: OrchestratorId,
-    /// The freshest self-description any observer received.
-    pub info: Option<OrchestratorInfo>,
+    /// The freshest self-description any observer received (shared with
+    /// the record it came from).
+    pub info: Option<Arc<OrchestratorInfo>>,
     /// When that description was received (unix ms).
     pub info_seen_ms: u64,
     /// Who received it.
@@ -143,7 +164,7 @@ pub struct Offer {
     /// for scoring only.
     pub price_per_unit: f64,
     /// GPU names serving the model, lower-cased.
-    pub gpus_lower: Vec<String>,
+    pub gpus_lower: Arc<[String]>,
     /// Copied from the summary.
     pub blocked: bool,
     /// Copied from the summary.
@@ -155,7 +176,7 @@ pub struct Offer {
     /// Decayed failures over every region.
     pub failures: f64,
     /// Per region, indexed like [`ViewSnapshot::regions`].
-    pub by_region: Vec<RegionLatency>,
+    pub by_region: Arc<[RegionLatency]>,
     /// Index of the summary's home region.
     pub home_region: Option<usize>,
     /// The latest "insufficient capacity" answer any observer got with no
@@ -224,45 +245,18 @@ impl ViewSnapshot {
             .into_iter()
             .cloned()
             .collect();
-        let mut orchestrators = Vec::new();
-        let mut offers: BTreeMap<(Pipeline, String), Vec<Offer>> = BTreeMap::new();
-        for records in groups {
-            let Some(first) = records.first() else {
-                continue;
-            };
-            let summary = summarize(
-                now_ms,
-                local,
-                first.orchestrator.clone(),
-                &records,
-                &regions,
-                &blocked,
-            );
-            let index = orchestrators.len();
-            add_offers(&mut offers, index, &summary, &records, &regions, now_ms);
-            orchestrators.push(summary);
-        }
-        let index = orchestrators
+        let parts: Vec<Part> = groups
             .iter()
-            .enumerate()
-            .map(|(i, s): (usize, &OrchestratorSummary)| (s.id.clone(), i))
+            .filter_map(|records| {
+                let id = records.first()?.orchestrator.clone();
+                Some(Part::build(now_ms, local, id, records, &regions, &blocked))
+            })
             .collect();
-        Self {
-            inner: Arc::new(Inner {
-                index,
-                taken_at_ms: now_ms,
-                regions,
-                orchestrators,
-                blocked,
-                offers: offers
-                    .into_iter()
-                    .map(|((pipeline, model), rows)| (pipeline, model, rows))
-                    .collect(),
-            }),
-        }
+        assemble(now_ms, regions, blocked, parts.iter(), None)
     }
 
-    /// When the snapshot was taken (unix ms); counts are decayed to this time.
+    /// When the snapshot was taken (unix ms); counts are decayed to this time
+    /// (to within [`SUMMARY_REUSE_MS`] for snapshots of a [`View`](super::View)).
     pub fn taken_at_ms(&self) -> u64 {
         self.inner.taken_at_ms
     }
@@ -278,13 +272,16 @@ impl ViewSnapshot {
     }
 
     /// Every observed orchestrator, sorted by id.
-    pub fn orchestrators(&self) -> &[OrchestratorSummary] {
+    pub fn orchestrators(&self) -> &[Arc<OrchestratorSummary>] {
         &self.inner.orchestrators
     }
 
     /// One orchestrator's summary.
     pub fn orchestrator(&self, id: &OrchestratorId) -> Option<&OrchestratorSummary> {
-        self.inner.orchestrators.get(self.orchestrator_index(id)?)
+        self.inner
+            .orchestrators
+            .get(self.orchestrator_index(id)?)
+            .map(|s| &**s)
     }
 
     /// The index of an orchestrator in [`Self::orchestrators`].
@@ -314,7 +311,7 @@ impl ViewSnapshot {
 /// FNV-1a as a `Hasher`, for the id index (not exposed to peers' choice of
 /// keys in a way that matters: the index only holds ids already accepted).
 #[derive(Debug, Clone, Copy)]
-struct Fnv(u64);
+pub(super) struct Fnv(u64);
 
 impl Default for Fnv {
     fn default() -> Self {
@@ -333,6 +330,94 @@ impl Hasher for Fnv {
             self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
         }
     }
+}
+
+/// One orchestrator's share of a snapshot: its summary and offer rows
+/// (whose `orchestrator` index [`assemble`] sets).
+#[derive(Debug, Clone)]
+pub(super) struct Part {
+    pub(super) summary: Arc<OrchestratorSummary>,
+    offers: Vec<(Pipeline, String, Offer)>,
+    /// When it was computed (unix ms).
+    pub(super) built_at_ms: u64,
+}
+
+impl Part {
+    /// Summarizes the records about `id` at `now_ms`.
+    pub(super) fn build(
+        now_ms: u64,
+        local: Option<&NodeId>,
+        id: OrchestratorId,
+        records: &[&ObservationRecord],
+        regions: &[RegionId],
+        blocked: &[OrchestratorId],
+    ) -> Self {
+        let summary = summarize(now_ms, local, id, records, regions, blocked);
+        let mut offers = Vec::new();
+        add_offers(&mut offers, &summary, records, regions, now_ms);
+        Self {
+            summary: Arc::new(summary),
+            offers,
+            built_at_ms: now_ms,
+        }
+    }
+}
+
+/// A snapshot of `parts` (in orchestrator id order). `index` is reused when
+/// given (the caller vouches that it maps exactly these ids to their
+/// positions); otherwise it is built.
+pub(super) fn assemble<'a>(
+    now_ms: u64,
+    regions: Vec<RegionId>,
+    blocked: Vec<OrchestratorId>,
+    parts: impl Iterator<Item = &'a Part>,
+    index: Option<Arc<IdIndex>>,
+) -> ViewSnapshot {
+    let mut orchestrators = Vec::new();
+    let mut rows: Vec<(Pipeline, &str, Offer)> = Vec::new();
+    for (i, part) in parts.enumerate() {
+        orchestrators.push(Arc::clone(&part.summary));
+        for (pipeline, model, offer) in &part.offers {
+            let mut offer = offer.clone();
+            offer.orchestrator = i;
+            rows.push((*pipeline, model.as_str(), offer));
+        }
+    }
+    // Stable: rows of one key stay in orchestrator order.
+    rows.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+    let mut offers: Vec<(Pipeline, String, Vec<Offer>)> = Vec::new();
+    for (pipeline, model, offer) in rows {
+        match offers.last_mut() {
+            Some((p, m, list)) if *p == pipeline && m == model => list.push(offer),
+            _ => offers.push((pipeline, model.to_owned(), vec![offer])),
+        }
+    }
+    let index = index.unwrap_or_else(|| Arc::new(build_index(&orchestrators)));
+    ViewSnapshot {
+        inner: Arc::new(Inner {
+            index,
+            taken_at_ms: now_ms,
+            regions,
+            orchestrators,
+            blocked,
+            offers,
+        }),
+    }
+}
+
+impl ViewSnapshot {
+    /// The shared id index, for reuse by the next snapshot of the same set.
+    pub(super) fn index_arc(&self) -> Arc<IdIndex> {
+        Arc::clone(&self.inner.index)
+    }
+}
+
+fn build_index(orchestrators: &[Arc<OrchestratorSummary>]) -> IdIndex {
+    orchestrators
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.clone(), i))
+        .collect()
 }
 
 fn summarize(
@@ -402,7 +487,7 @@ fn summarize(
     OrchestratorSummary {
         blocked: blocked.binary_search(&id).is_ok(),
         id,
-        info: info_record.and_then(|r| r.info.clone()),
+        info: info_record.and_then(|r| r.info.as_ref().map(Arc::clone)),
         info_seen_ms: info_record.map_or(0, |r| r.info_seen_ms),
         info_observer: info_record.map(|r| r.observer.clone()),
         ejected_until_ms: ejector.map_or(0, |r| r.ejected_until_ms.min(cap)),
@@ -510,8 +595,7 @@ fn aggregate<'a>(
 }
 
 fn add_offers(
-    offers: &mut BTreeMap<(Pipeline, String), Vec<Offer>>,
-    index: usize,
+    offers: &mut Vec<(Pipeline, String, Offer)>,
     summary: &OrchestratorSummary,
     records: &[&ObservationRecord],
     regions: &[RegionId],
@@ -539,7 +623,7 @@ fn add_offers(
         }
         for (model_id, constraint) in models {
             let all = aggregate(now_ms, records.iter().copied(), pipeline, model_id);
-            let by_region = regions
+            let by_region: Arc<[RegionLatency]> = regions
                 .iter()
                 .map(|region| {
                     let health = summary.regions.iter().find(|h| &h.region == region);
@@ -557,7 +641,7 @@ fn add_offers(
                 .collect();
             let price = info.price_for(pipeline, model_id);
             let offer = Offer {
-                orchestrator: index,
+                orchestrator: usize::MAX,
                 warm: constraint.warm,
                 capacity: constraint.capacity,
                 capacity_in_use: constraint.capacity_in_use,
@@ -578,10 +662,7 @@ fn add_offers(
                 home_region,
                 busy_at_ms,
             };
-            offers
-                .entry((pipeline, model_id.clone()))
-                .or_default()
-                .push(offer);
+            offers.push((pipeline, model_id.clone(), offer));
         }
     }
 }

@@ -398,3 +398,54 @@ proptest! {
         }
     }
 }
+
+/// The view reuses unchanged orchestrators' summaries between snapshots;
+/// every change (local write, merge, expiry, blocklist, new region) must
+/// still show, exactly as a snapshot built from scratch at that time.
+#[test]
+fn cached_snapshots_equal_fresh_ones_after_every_kind_of_change() {
+    let mut v = view("fra-1", "fra");
+    let fresh = |v: &View, now: u64| {
+        ViewSnapshot::from_records(now, Some(v.local()), v.records(), v.blocked())
+    };
+    for i in 0..4 {
+        v.local_info(&orch(i), info(i), Some(10), NOW).unwrap();
+    }
+    assert_eq!(v.snapshot(NOW), fresh(&v, NOW));
+
+    // A local outcome on one orchestrator.
+    v.local_success(&orch(2), Pipeline::Llm, "m", 250, NOW)
+        .unwrap();
+    let snap = v.snapshot(NOW);
+    assert_eq!(snap, fresh(&v, NOW));
+    assert!(snap.offers(Pipeline::Llm, "m")[2].by_region[0].samples > 0.0);
+
+    // A peer's record from a new region (every summary's region list grows).
+    let mut peer = view("lax-1", "lax");
+    peer.local_info(&orch(1), info(1), Some(90), NOW).unwrap();
+    peer.local_in_flight(&orch(1), 3, NOW).unwrap();
+    v.merge(peer.local_record(&orch(1)).unwrap().clone(), NOW)
+        .unwrap();
+    let snap = v.snapshot(NOW);
+    assert_eq!(snap, fresh(&v, NOW));
+    assert_eq!(snap.regions().len(), 2);
+    assert_eq!(snap.orchestrators()[1].in_flight_remote, 3);
+
+    // The blocklist.
+    v.block(orch(3)).unwrap();
+    assert!(v.snapshot(NOW).is_blocked(&orch(3)));
+    assert_eq!(v.snapshot(NOW), fresh(&v, NOW));
+
+    // Expiry removes the peer's record (and its region).
+    let later = NOW + 60_000;
+    assert_eq!(v.expire(later, 30_000), 1);
+    let snap = v.snapshot(later);
+    assert_eq!(snap, fresh(&v, later));
+    assert_eq!(snap.regions().len(), 1);
+    assert_eq!(snap.orchestrators()[1].in_flight_remote, 0);
+
+    // Unchanged summaries are reused for at most SUMMARY_REUSE_MS: after
+    // that the decayed counts are those of a fresh build again.
+    let much_later = later + SUMMARY_REUSE_MS;
+    assert_eq!(v.snapshot(much_later), fresh(&v, much_later));
+}
