@@ -9,6 +9,7 @@
 //! | `PUT /admin/blocklist/{orchestrator}` | blocks it (id URL-encoded) |
 //! | `DELETE /admin/blocklist/{orchestrator}` | unblocks it |
 //! | `GET /admin/events` | recent notable events, oldest first |
+//! | `GET /admin/pricing` | price caps, the ETH/USD rate and what routing filters out ([`PricingReport`]) |
 //! | `GET /admin/stats` | cumulative job counters for the dashboard ([`StatsReport`](crate::metrics::StatsReport)) |
 //! | `GET /metrics` | Prometheus text format 0.0.4 |
 //! | `GET /dashboard` | the self-contained dashboard page |
@@ -21,6 +22,7 @@
 
 mod error;
 mod events;
+pub mod pricing;
 pub mod ports;
 pub mod report;
 
@@ -39,6 +41,7 @@ use serde::Serialize;
 pub use error::AdminError;
 pub use events::{DEFAULT_EVENT_CAPACITY, EventRing};
 pub use ports::{ClusterAdmin, ClusterReport, Event, EventKind, EventLog, MemberRow, MemberState};
+pub use pricing::{OfferAdmin, PricingReport};
 pub use report::{OrchestratorStatus, OrchestratorsReport};
 
 use crate::metrics::{self, Metrics};
@@ -57,6 +60,8 @@ pub struct AdminState {
     pub metrics: Metrics,
     /// When set, the bearer token every admin request must carry.
     pub token: Option<String>,
+    /// Price caps and routing filters (`GET /admin/pricing`; 404 without).
+    pub offer: Option<Arc<dyn OfferAdmin>>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -80,6 +85,7 @@ pub fn admin_router(state: AdminState) -> Router {
         )
         .route("/admin/events", get(events))
         .route("/admin/stats", get(stats))
+        .route("/admin/pricing", get(pricing))
         .route("/metrics", get(prometheus))
         .route("/dashboard", get(dashboard))
         .fallback(not_found)
@@ -157,6 +163,13 @@ async fn events(State(state): Shared) -> Json<EventsBody> {
         now_ms: state.cluster.now_ms(),
         events: state.events.recent(),
     })
+}
+
+async fn pricing(State(state): Shared) -> Result<Json<PricingReport>, AdminError> {
+    match &state.offer {
+        Some(offer) => Ok(Json(offer.pricing())),
+        None => Err(AdminError::NotFound("GET /admin/pricing".into())),
+    }
 }
 
 async fn stats(State(state): Shared) -> Json<metrics::StatsReport> {

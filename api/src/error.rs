@@ -133,6 +133,14 @@ pub enum ApiError {
     /// The pipeline exists but this gateway does not offer it.
     #[error("pipeline {0} is not offered by this gateway")]
     PipelineNotOffered(String),
+    /// The pipeline is offered but not this model.
+    #[error("model {model_id} is not offered for {pipeline} by this gateway (GET /v1/capabilities lists what is)")]
+    ModelNotOffered {
+        /// The pipeline.
+        pipeline: String,
+        /// The model asked for.
+        model_id: String,
+    },
     /// The path exists but not for this method.
     #[error("method {method} is not allowed on {path}")]
     MethodNotAllowed {
@@ -171,7 +179,10 @@ impl ApiError {
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::NotFound(_) | Self::PipelineNotOffered(_) | Self::MediaNotFound => {
+            Self::NotFound(_)
+            | Self::PipelineNotOffered(_)
+            | Self::ModelNotOffered { .. }
+            | Self::MediaNotFound => {
                 StatusCode::NOT_FOUND
             }
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -199,6 +210,7 @@ impl ApiError {
             Self::Validation(_) => "validation_failed",
             Self::NotFound(_) => "not_found",
             Self::PipelineNotOffered(_) => "pipeline_not_offered",
+            Self::ModelNotOffered { .. } => "model_not_offered",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::MediaNotFound => "media_not_found",
             Self::Job(job) => match job {

@@ -7,7 +7,7 @@
 //!
 //! ## Table of contents
 //! - [`public_router`] / [`PublicState`]: the application-facing API —
-//!   `POST /<pipeline>` for the nine batch pipelines with the bodies of
+//!   `POST /<pipeline>` for the nine batch pipelines, `GET /v1/capabilities` with the bodies of
 //!   ai-runner's published `gateway.openapi.yaml` (so the `livepeer-ai` SDKs
 //!   work unchanged), `GET /media/{id}`, `GET /healthz`, `GET /readyz`.
 //! - [`routes`]: the handlers ([`routes::jobs`], [`routes::media`],
@@ -46,7 +46,7 @@ pub use metrics::Metrics;
 pub use routes::{RequestId, public_router};
 
 pub use ports::{
-    Authenticator, Caller, JobOutput, JobRunner, MediaObject, MediaStore, Readiness,
+    Authenticator, Caller, CapabilityCatalog, JobOutput, JobRunner, MediaObject, MediaStore, Readiness,
     ReadinessReport, RequestContext,
 };
 
@@ -64,6 +64,9 @@ pub struct PublicState {
     pub authenticator: Arc<dyn Authenticator>,
     /// Limits, deadline, base URL, offered pipelines.
     pub config: ApiConfig,
+    /// The operator's capability declaration (`None`: every pipeline of
+    /// `config.pipelines`, every model; `GET /v1/capabilities` answers 404).
+    pub capabilities: Option<Arc<dyn CapabilityCatalog>>,
 }
 
 impl std::fmt::Debug for PublicState {

@@ -23,6 +23,7 @@
 
 mod http;
 pub mod labels;
+mod offer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -112,6 +113,7 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 #[derive(Debug)]
 struct Inner {
     registry: Registry,
+    offer: offer::OfferMetrics,
     jobs: Family<JobLabels, Counter>,
     job_duration: HistogramFamily<DurationLabels>,
     job_first_byte: HistogramFamily<PipelineModelLabels>,
@@ -306,8 +308,10 @@ impl Metrics {
             http_requests.clone(),
         );
 
+        let offer = offer::OfferMetrics::register(&mut registry);
         Self {
             inner: Arc::new(Inner {
+                offer,
                 registry,
                 jobs,
                 job_duration,

@@ -6,7 +6,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
-use mesh_core::{Attribution, JobError, JobSpec};
+use mesh_core::{Attribution, JobError, JobSpec, Pipeline};
+
+use crate::routes::capabilities::CapabilitiesReport;
 
 /// Runs validated jobs: picks orchestrators, retries, fails over.
 pub trait JobRunner: Send + Sync + 'static {
@@ -112,4 +114,18 @@ pub struct Caller {
     /// The tenant's tier (`default` unless configured): selects rate cards,
     /// limits and orchestrator pools.
     pub tier: String,
+}
+
+/// What this gateway offers, as declared by the operator and seen in the
+/// view. Consulted by the job routes (404 for what is not offered) and by
+/// `GET /v1/capabilities`.
+pub trait CapabilityCatalog: Send + Sync + 'static {
+    /// Whether `pipeline` is offered here now.
+    fn offers_pipeline(&self, pipeline: Pipeline) -> bool;
+
+    /// Whether (`pipeline`, `model_id`) is offered here now.
+    fn offers_model(&self, pipeline: Pipeline, model_id: &str) -> bool;
+
+    /// What `caller` can run right now.
+    fn capabilities(&self, caller: &Caller) -> CapabilitiesReport;
 }

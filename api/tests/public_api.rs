@@ -144,6 +144,7 @@ fn router_with(runner: Arc<FakeRunner>, config: ApiConfig, ready: bool) -> Route
         readiness: Arc::new(FakeReadiness(ready)),
         authenticator: Arc::new(FakeAuth),
         config,
+        capabilities: None,
     })
 }
 

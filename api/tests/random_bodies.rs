@@ -209,6 +209,7 @@ proptest! {
             readiness: Arc::new(Ready),
             authenticator: Arc::new(AnyKey),
             config: ApiConfig::default(),
+            capabilities: None,
         });
         let pipeline = Pipeline::BATCH[pipeline_index];
         let content_type = match pipeline.body_kind() {

@@ -43,6 +43,17 @@ pub struct NodeConfig {
     pub cluster: Option<ClusterSection>,
     /// The QUIC mesh between nodes.
     pub mesh: Option<mesh::MeshConfig>,
+    /// Capability declaration: offered pipelines and models, per region,
+    /// with their routing rules. Empty: every `[api] pipelines` entry, every
+    /// model, default rules.
+    #[serde(default)]
+    pub offer: Vec<crate::offer::OfferEntry>,
+    /// Named orchestrator pools for `offer.tier_pools`.
+    #[serde(default)]
+    pub pools: crate::offer::PoolsSection,
+    /// The most we pay orchestrators (go-livepeer's price-cap flags).
+    #[serde(default)]
+    pub pricing: crate::offer::PricingSection,
 }
 
 /// `[cluster]`: certificate files issued by `gatemesh certs`.
@@ -316,6 +327,7 @@ impl NodeConfig {
                 "discovery.info_refresh_ms must be at least {MIN_INFO_REFRESH_MS}"
             )));
         }
+        crate::offer::Policy::compile(self).map_err(ConfigError::Invalid)?;
         for entry in &self.keys {
             if entry.key.len() < MIN_KEY_LEN {
                 return Err(ConfigError::Invalid(format!(

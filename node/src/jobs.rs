@@ -16,7 +16,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use livepeer::{
     AiResponse, ErrorClass, OrchestratorClient, OrchestratorError, PaymentSource, Session,
 };
-use mesh_core::route::{JobRequirements, RoutePlan, Tier};
+use mesh_core::route::{RoutePlan, Tier};
 use mesh_core::view::ErrorClass as ObservedError;
 use mesh_core::{Attribution, JobError, JobSpec, NodeId, OrchestratorId, RegionId};
 use tokio::sync::Semaphore;
@@ -73,6 +73,8 @@ pub struct ExecutorParts {
     pub media_limits: MediaSection,
     /// Timeout of one session `GetOrchestrator`.
     pub rpc_timeout: Duration,
+    /// The capability declaration and price caps (routing rules per job).
+    pub offering: Arc<crate::offer::Offering>,
 }
 
 struct Inner {
@@ -85,6 +87,7 @@ struct Inner {
     media_limits: MediaSection,
     region: RegionId,
     rpc_timeout: Duration,
+    offering: Arc<crate::offer::Offering>,
     permits: Arc<Semaphore>,
     draining: AtomicBool,
 }
@@ -146,6 +149,7 @@ impl Executor {
                 jobs: parts.jobs,
                 media_limits: parts.media_limits,
                 rpc_timeout: parts.rpc_timeout,
+                offering: parts.offering,
                 permits,
                 draining: AtomicBool::new(false),
             }),
@@ -391,12 +395,25 @@ impl Executor {
     fn plan(&self, job: &JobSpec, tried: &[OrchestratorId], context: &RequestContext) -> RoutePlan {
         let inner = &self.inner;
         let snapshot = inner.cluster.snapshot();
-        let mut requirements = JobRequirements::new(job.pipeline, job.model_id.clone());
+        // The operator's rules for this pipeline, model and tier; none when
+        // a reload stopped offering it since the API checked.
+        let Some(mut requirements) =
+            inner
+                .offering
+                .requirements(job.pipeline, &job.model_id, &context.caller.tier)
+        else {
+            return RoutePlan {
+                attempts: Vec::new(),
+                forward_to: Vec::new(),
+                filtered: Default::default(),
+            };
+        };
         requirements.exclude = tried.to_vec();
         let local = inner.cluster.local_state_from(&inner.registry);
         let plan = mesh_core::route::pick(&requirements, &snapshot, &local, &mut rand::rng());
         if tried.is_empty() {
             inner.cluster.metrics().record_routing(&plan);
+            inner.cluster.metrics().record_filtered(&plan.filtered);
         }
         tracing::debug!(request_id = %context.request_id, pipeline = %job.pipeline, model_id = %job.model_id, plan = %plan, "route plan");
         plan

@@ -33,6 +33,7 @@ pub mod discovery;
 pub mod forward;
 pub mod jobs;
 pub mod media;
+pub mod offer;
 pub mod registry;
 pub mod telemetry;
 pub mod tls;
@@ -79,6 +80,9 @@ pub enum RunError {
     /// The mesh could not start.
     #[error("mesh: {0}")]
     Mesh(String),
+    /// The capability declaration or price caps do not compile.
+    #[error("offer: {0}")]
+    Offer(String),
 }
 
 /// A running node.
@@ -96,6 +100,7 @@ pub struct Node {
     server_task: JoinHandle<Result<(), RunError>>,
     stop_background: watch::Sender<bool>,
     background: Vec<JoinHandle<()>>,
+    offering: Arc<offer::Offering>,
 }
 
 impl Node {
@@ -144,6 +149,7 @@ impl Node {
                 source,
             })?;
         let metrics = api::Metrics::new();
+        let offering = offer::Offering::new(&config, metrics.clone()).map_err(RunError::Offer)?;
         let (stop_background, stop_rx) = watch::channel(false);
         let cluster = start_cluster(
             &config,
@@ -170,14 +176,16 @@ impl Node {
             jobs: config.jobs.clone(),
             media_limits: config.media.clone(),
             rpc_timeout: Duration::from_millis(config.discovery.get_orchestrator_timeout_ms),
+            offering: offering.clone(),
         });
+        let catalog = Arc::new(offer::NodeCatalog::new(offering.clone(), cluster.clone()));
         if let Some(mesh) = cluster.mesh() {
             mesh.set_forward_handler(forward::handler(executor.clone(), public_base_url.clone()));
         }
         let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let readiness = Arc::new(NodeReadiness {
             cluster: cluster.clone(),
-            offered: config.api.pipelines.iter().copied().collect(),
+            offered: offering.policy().offered_pipelines(),
             max_info_age_ms: config.discovery.info_refresh_ms.saturating_mul(3) + 5_000,
             draining: draining.clone(),
         });
@@ -187,6 +195,7 @@ impl Node {
             readiness: readiness.clone(),
             authenticator: Arc::new(KeyStore::new(&config.keys)),
             config: config.api.clone(),
+            capabilities: Some(catalog.clone()),
         };
         let router = api::metrics::with_http_metrics(api::public_router(state), metrics.clone());
         let admin_router = api::admin_router(api::AdminState {
@@ -194,6 +203,7 @@ impl Node {
             events: cluster.events(),
             metrics,
             token: config.admin.token.clone(),
+            offer: Some(catalog),
         });
 
         let refresh_now = Arc::new(Notify::new());
@@ -206,6 +216,7 @@ impl Node {
         );
         let background = vec![
             tokio::spawn(probe),
+            tokio::spawn(offer::run_price_feed(offering.clone(), stop_rx.clone())),
             tokio::spawn(discovery::run(
                 config.discovery.clone(),
                 registry.clone(),
@@ -256,6 +267,7 @@ impl Node {
             server_task,
             stop_background,
             background,
+            offering,
         })
     }
 
@@ -282,6 +294,12 @@ impl Node {
     /// The configuration the node runs with.
     pub fn config(&self) -> &NodeConfig {
         &self.config
+    }
+
+    /// The capability declaration and price caps in force. A config reload
+    /// calls [`offer::Offering::apply`] on it.
+    pub fn offering(&self) -> &Arc<offer::Offering> {
+        &self.offering
     }
 
     /// The orchestrator table (for tests and the demo).

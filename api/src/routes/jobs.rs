@@ -99,7 +99,13 @@ async fn run(
     facts: &mut JobFacts,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    if !pipeline.is_batch() || !state.config.offers(pipeline) {
+    if !pipeline.is_batch()
+        || !state.config.offers(pipeline)
+        || state
+            .capabilities
+            .as_ref()
+            .is_some_and(|c| !c.offers_pipeline(pipeline))
+    {
         return Err(ApiError::PipelineNotOffered(pipeline.as_str().to_owned()));
     }
     let (parts, body) = request.into_parts();
@@ -152,6 +158,14 @@ async fn run(
         }
     };
     facts.model_id = Some(job.model_id.clone());
+    if let Some(catalog) = &state.capabilities
+        && !catalog.offers_model(pipeline, &job.model_id)
+    {
+        return Err(ApiError::ModelNotOffered {
+            pipeline: pipeline.as_str().to_owned(),
+            model_id: job.model_id.chars().take(200).collect(),
+        });
+    }
 
     // The runner gets what is left of the request's deadline after reading
     // and parsing the body, so its own timeouts fire before ours.
@@ -237,7 +251,7 @@ fn deadline_error(deadline: Duration) -> ApiError {
     })
 }
 
-fn authenticate(state: &PublicState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+pub(crate) fn authenticate(state: &PublicState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let value = headers
         .get(header::AUTHORIZATION)
         .ok_or(ApiError::MissingKey)?

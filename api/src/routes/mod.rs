@@ -1,6 +1,7 @@
 //! The public router: routes, the `x-request-id` middleware and the JSON
 //! fallbacks for unknown paths (404) and wrong methods (405).
 
+pub mod capabilities;
 pub mod health;
 pub mod jobs;
 pub mod media;
@@ -33,6 +34,7 @@ pub struct RequestId(pub String);
 /// |---|---|---|
 /// | `POST /<pipeline>` (nine batch pipelines) | bearer key | the job's JSON, or SSE for `/llm` with `"stream": true` |
 /// | `POST /live-video-to-video` | — | 404 "not offered" (live video is not served here) |
+/// | `GET /v1/capabilities` | bearer key | what the caller can run now, per region, warm/cold ([`capabilities::CapabilitiesReport`]) |
 /// | `GET /media/{id}` | none (ids are unguessable) | the stored bytes |
 /// | `GET /healthz` | none | `{"status":"ok"}` |
 /// | `GET /readyz` | none | 200 or 503 with the readiness report |
@@ -41,7 +43,8 @@ pub fn public_router(state: PublicState) -> Router {
     let mut router = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/media/{id}", get(media::get_media));
+        .route("/media/{id}", get(media::get_media))
+        .route("/v1/capabilities", get(capabilities::get_capabilities));
     for pipeline in Pipeline::ALL {
         let path = format!("/{}", pipeline.as_str());
         router = router.route(

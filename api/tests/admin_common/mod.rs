@@ -343,6 +343,13 @@ pub fn record_every_metric(metrics: &Metrics) {
     metrics.record_retry(RetryReason::Capacity);
     metrics.record_failover(FailoverKind::CrossRegion);
     metrics.record_routing_ratio(130.0, 100.0);
+    metrics.record_filtered(&mesh_core::route::FilterCounts {
+        offered: 3,
+        over_price: 1,
+        ..Default::default()
+    });
+    metrics.set_price_feed(Some(3012.45), Some(4.0));
+    metrics.record_price_feed_failure();
     metrics.record_ejection(&orch(ORCH_EJECTED));
     metrics.record_orchestrator_failure(&orch(ORCH_DEGRADED), NOW_MS - 1_500);
     metrics.record_gossip_bytes(Direction::Out, 1_200);
@@ -365,5 +372,6 @@ pub fn admin_state(cluster: Arc<FakeCluster>, token: Option<&str>) -> AdminState
         events: events(),
         metrics: Metrics::new(),
         token: token.map(str::to_owned),
+        offer: None,
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! 1. **Filter** the snapshot's offers for (pipeline, model): blocklist,
 //!    ejection (any node's), price cap, excluded GPUs, allowed regions, jobs
-//!    already tried, cold models unless allowed.
+//!    already tried, cold models unless allowed, outside the job's pool
+//!    (see `constraints`).
 //! 2. **Score** (lower is better, in milliseconds): expected latency *from
 //!    this region* ÷ reliability × load factor × price factor × GPU factor.
 //!    Latency comes from this region's observations; without them, from
@@ -22,18 +23,24 @@
 //!    by counts or by a fresh "busy" answer, drops behind every free one;
 //!    the age of this node's oldest job in flight bounds latency from below.
 //!
+//! A latency budget (see `constraints`) moves orchestrators expected to be
+//! slower than it from here to the end of the plan, or out of it.
+//!
 //! Traffic returns home without oscillating because home orchestrators are
 //! only ever removed by ejection (growing backoff, lifted early by a
 //! successful probe) or by a low decayed success rate that recovers with the
 //! decay half-life; there is no per-pick flip-flop state.
 
+mod constraints;
 mod outlier;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 use rand_core::Rng;
 
+pub use constraints::{LatencyBudget, OverBudget};
 pub use outlier::EjectionPolicy;
 
 use crate::id::{NodeId, OrchestratorId, RegionId};
@@ -61,6 +68,11 @@ pub struct JobRequirements {
     pub allowed_regions: Option<Vec<RegionId>>,
     /// Orchestrators not to try (already tried for this job).
     pub exclude: Vec<OrchestratorId>,
+    /// Only these orchestrators may serve the job (a tier's pool).
+    pub pool: Option<Arc<[OrchestratorId]>>,
+    /// Expected latency from this region above which an orchestrator is a
+    /// last resort or never used (see [`LatencyBudget`]).
+    pub latency_budget: Option<LatencyBudget>,
 }
 
 impl JobRequirements {
@@ -76,6 +88,8 @@ impl JobRequirements {
             allow_cold: true,
             allowed_regions: None,
             exclude: Vec::new(),
+            pool: None,
+            latency_budget: None,
         }
     }
 }
@@ -275,6 +289,10 @@ pub struct FilterCounts {
     pub cold_not_allowed: u32,
     /// In the job's exclude list.
     pub excluded: u32,
+    /// Outside the pool the job is pinned to.
+    pub not_in_pool: u32,
+    /// Expected latency from here over a strict latency budget.
+    pub over_latency_budget: u32,
 }
 
 /// The outcome of a pick: try `attempts` in order, then forward.
@@ -294,7 +312,7 @@ impl fmt::Display for RoutePlan {
         let c = &self.filtered;
         write!(
             f,
-            "offered={} blocked={} ejected={} over_price={} gpu_excluded={} region={} cold={} excluded={}",
+            "offered={} blocked={} ejected={} over_price={} gpu_excluded={} region={} cold={} excluded={} pool={} over_budget={}",
             c.offered,
             c.blocked,
             c.ejected,
@@ -302,7 +320,9 @@ impl fmt::Display for RoutePlan {
             c.gpu_excluded,
             c.region_not_allowed,
             c.cold_not_allowed,
-            c.excluded
+            c.excluded,
+            c.not_in_pool,
+            c.over_latency_budget
         )?;
         for (i, a) in self.attempts.iter().enumerate() {
             let s = &a.components;
@@ -400,6 +420,7 @@ pub fn pick_with<R: Rng + ?Sized>(
                 Filtered::Region => filtered.region_not_allowed += 1,
                 Filtered::Cold => filtered.cold_not_allowed += 1,
                 Filtered::Excluded => filtered.excluded += 1,
+                Filtered::Pool => filtered.not_in_pool += 1,
             }
             continue;
         }
@@ -532,6 +553,14 @@ pub fn pick_with<R: Rng + ?Sized>(
         s.score =
             c.latency_ms / c.reliability.max(0.01) * c.load_factor * c.price_factor * c.gpu_factor;
     }
+    let last_resort = constraints::split_over_budget(job, &mut scored, &mut filtered);
+    if scored.is_empty() {
+        return RoutePlan {
+            attempts: Vec::new(),
+            forward_to: forward_targets(job, snapshot, local, config, &region_best, rng),
+            filtered,
+        };
+    }
     // Only the head of the order is ever used: sort just that, on small
     // integer keys (scores are finite and non-negative, so their bits order
     // like the numbers).
@@ -571,6 +600,13 @@ pub fn pick_with<R: Rng + ?Sized>(
             components: s.components,
         });
     }
+    if !last_resort.is_empty() {
+        constraints::append_last_resort(&mut attempts, last_resort, config.max_attempts, |s| {
+            snapshot.orchestrators()[offers[s.offer].orchestrator]
+                .id
+                .clone()
+        });
+    }
     RoutePlan {
         attempts,
         forward_to: forward_targets(job, snapshot, local, config, &region_best, rng),
@@ -586,6 +622,7 @@ enum Filtered {
     Region,
     Cold,
     Excluded,
+    Pool,
 }
 
 fn filter(
@@ -628,6 +665,9 @@ fn filter(
             .contains(&snapshot.orchestrators()[offer.orchestrator].id)
     {
         return Some(Filtered::Excluded);
+    }
+    if constraints::outside_pool(job, &snapshot.orchestrators()[offer.orchestrator].id) {
+        return Some(Filtered::Pool);
     }
     None
 }
