@@ -22,8 +22,8 @@
 
 mod error;
 mod events;
-pub mod pricing;
 pub mod ports;
+pub mod pricing;
 pub mod report;
 
 use std::sync::Arc;

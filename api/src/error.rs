@@ -134,7 +134,9 @@ pub enum ApiError {
     #[error("pipeline {0} is not offered by this gateway")]
     PipelineNotOffered(String),
     /// The pipeline is offered but not this model.
-    #[error("model {model_id} is not offered for {pipeline} by this gateway (GET /v1/capabilities lists what is)")]
+    #[error(
+        "model {model_id} is not offered for {pipeline} by this gateway (GET /v1/capabilities lists what is)"
+    )]
     ModelNotOffered {
         /// The pipeline.
         pipeline: String,
@@ -182,9 +184,7 @@ impl ApiError {
             Self::NotFound(_)
             | Self::PipelineNotOffered(_)
             | Self::ModelNotOffered { .. }
-            | Self::MediaNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            | Self::MediaNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Job(job) => match job {
                 JobError::NoCapableOrchestrator { .. }

@@ -46,8 +46,8 @@ pub use metrics::Metrics;
 pub use routes::{RequestId, public_router};
 
 pub use ports::{
-    Authenticator, Caller, CapabilityCatalog, JobOutput, JobRunner, MediaObject, MediaStore, Readiness,
-    ReadinessReport, RequestContext,
+    Authenticator, Caller, CapabilityCatalog, JobOutput, JobRunner, MediaObject, MediaStore,
+    Readiness, ReadinessReport, RequestContext,
 };
 
 /// Everything the public router's handlers share. [`public_router`] puts it

@@ -131,17 +131,33 @@ gpu_excluded = ["a10g"]
                 .await?,
         )
         .await?;
-        ensure!(answer.status == 200, "text-to-image {}: {}", answer.status, answer.body);
-        *served.entry(answer.orchestrator.unwrap_or_default()).or_default() += 1;
+        ensure!(
+            answer.status == 200,
+            "text-to-image {}: {}",
+            answer.status,
+            answer.body
+        );
+        *served
+            .entry(answer.orchestrator.unwrap_or_default())
+            .or_default() += 1;
     }
     let on_fast = served.get(&id(fast)).copied().unwrap_or(0);
-    ensure!(on_fast >= 34, "the 4090 served only {on_fast}/40: {served:?}");
+    ensure!(
+        on_fast >= 34,
+        "the 4090 served only {on_fast}/40: {served:?}"
+    );
 
     // llm excludes the A10G: never used.
     for i in 0..20 {
-        let body = json!({"messages": [{"role": "user", "content": format!("hi {i}")}], "max_tokens": 3});
+        let body =
+            json!({"messages": [{"role": "user", "content": format!("hi {i}")}], "max_tokens": 3});
         let answer = JobAnswer::read(gateway.post_json("/llm", &body).send().await?).await?;
-        ensure!(answer.status == 200, "llm {}: {}", answer.status, answer.body);
+        ensure!(
+            answer.status == 200,
+            "llm {}: {}",
+            answer.status,
+            answer.body
+        );
         ensure!(
             answer.orchestrator.as_deref() == Some(id(fast).as_str()),
             "llm went to {:?} (slow = {})",
@@ -164,18 +180,35 @@ gpu_excluded = ["a10g"]
         .filter_map(|p| p["pipeline"].as_str())
         .collect();
     ensure!(pipelines == ["text-to-image", "llm"], "{pipelines:?}");
-    let t2i = model(&report, "text-to-image", Pipeline::TextToImage.default_model_id())
-        .context("text-to-image default model")?;
-    ensure!(t2i["state"] == "warm" && t2i["warm"] == 2 && t2i["cold"] == 0, "{t2i}");
+    let t2i = model(
+        &report,
+        "text-to-image",
+        Pipeline::TextToImage.default_model_id(),
+    )
+    .context("text-to-image default model")?;
+    ensure!(
+        t2i["state"] == "warm" && t2i["warm"] == 2 && t2i["cold"] == 0,
+        "{t2i}"
+    );
     let regions = t2i["regions"].as_array().context("regions")?;
     ensure!(
-        regions.iter().map(|r| r["warm"].as_u64().unwrap_or(0)).sum::<u64>() == 2,
+        regions
+            .iter()
+            .map(|r| r["warm"].as_u64().unwrap_or(0))
+            .sum::<u64>()
+            == 2,
         "{t2i}"
     );
     let llm = model(&report, "llm", Pipeline::Llm.default_model_id()).context("llm model")?;
-    ensure!(llm["state"] == "warm" && llm["warm"] == 1, "A10G excluded: {llm}");
+    ensure!(
+        llm["state"] == "warm" && llm["warm"] == 1,
+        "A10G excluded: {llm}"
+    );
     let cold = model(&report, "llm", COLD_MODEL).context("cold model")?;
-    ensure!(cold["state"] == "cold" && cold["warm"] == 0 && cold["cold"] == 1, "{cold}");
+    ensure!(
+        cold["state"] == "cold" && cold["warm"] == 0 && cold["cold"] == 1,
+        "{cold}"
+    );
 
     // The admin report says why the A10G is not used for llm.
     let admin = format!("{}/admin/pricing", gateway.node().admin_url());
@@ -187,7 +220,10 @@ gpu_excluded = ["a10g"]
         .iter()
         .find(|r| r["pipeline"] == "llm" && r["model_id"] == Pipeline::Llm.default_model_id())
         .context("llm row")?;
-    ensure!(row["filtered"]["gpu_excluded"] == 1 && row["usable"] == 1, "{row}");
+    ensure!(
+        row["filtered"]["gpu_excluded"] == 1 && row["usable"] == 1,
+        "{row}"
+    );
     gateway.shutdown().await;
     Ok(())
 }
@@ -269,10 +305,9 @@ max_price_per_capability = '{"capabilities_prices":[{"pipeline":"text-to-image",
         .text()
         .await?;
     ensure!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("gatemesh_routing_filtered_orchestrators_total{reason=\"price_cap\"}")
-                && l.ends_with(&format!(" {requests}"))),
+        metrics.lines().any(|l| l
+            .starts_with("gatemesh_routing_filtered_orchestrators_total{reason=\"price_cap\"}")
+            && l.ends_with(&format!(" {requests}"))),
         "price-cap filter metric missing"
     );
     gateway.shutdown().await;

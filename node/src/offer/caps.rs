@@ -314,7 +314,9 @@ fn json_decimal(value: &serde_json::Value) -> Result<BigRational, CapError> {
         serde_json::Value::Number(n) => parse_decimal(&n.to_string()),
         serde_json::Value::String(s) => parse_decimal(s),
         serde_json::Value::Null => Ok(BigRational::zero()),
-        other => Err(CapError::BadNumber(other.to_string().chars().take(32).collect())),
+        other => Err(CapError::BadNumber(
+            other.to_string().chars().take(32).collect(),
+        )),
     }
 }
 
@@ -381,7 +383,9 @@ pub fn parse_decimal(text: &str) -> Result<BigRational, CapError> {
 /// rounded down; exact values are also reported as fractions).
 pub fn decimal_string(value: &BigRational) -> String {
     let scale = BigInt::from(1_000_000u32);
-    let scaled = (value * BigRational::from_integer(scale.clone())).floor().to_integer();
+    let scaled = (value * BigRational::from_integer(scale.clone()))
+        .floor()
+        .to_integer();
     let int = &scaled / &scale;
     let frac = (&scaled % &scale).to_u32().unwrap_or(0);
     if frac == 0 {
@@ -515,7 +519,10 @@ mod tests {
     #[test]
     fn feed_bodies_are_read_at_the_pointer() {
         let body = br#"{"ethereum":{"usd":3012.45}}"#;
-        assert_eq!(parse_rate(body, "/ethereum/usd").unwrap(), rat(301_245, 100));
+        assert_eq!(
+            parse_rate(body, "/ethereum/usd").unwrap(),
+            rat(301_245, 100)
+        );
         let body = br#"{"data":{"rate":"2500.5"}}"#;
         assert_eq!(parse_rate(body, "/data/rate").unwrap(), rat(5001, 2));
         assert!(parse_rate(body, "/nope").is_err());

@@ -156,7 +156,10 @@ impl Offering {
             (None, Some(rate)) => (Some(rate.clone()), "fixed"),
             (None, None) => (None, "none"),
         };
-        let feed_age_ms = state.feed.as_ref().map(|(_, at)| now_ms.saturating_sub(*at));
+        let feed_age_ms = state
+            .feed
+            .as_ref()
+            .map(|(_, at)| now_ms.saturating_sub(*at));
         let stale = policy.feed().is_some_and(|feed| {
             feed_age_ms.is_none_or(|age| age > feed.refresh_ms.saturating_mul(FEED_STALE_PERIODS))
         });
@@ -225,13 +228,11 @@ async fn read_feed(
         return Err(format!("{url}: status {}", response.status()));
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| format!("{url}: {e}"))?
-    {
+    while let Some(chunk) = response.chunk().await.map_err(|e| format!("{url}: {e}"))? {
         if body.len() + chunk.len() > MAX_FEED_BODY_BYTES {
-            return Err(format!("{url}: body larger than {MAX_FEED_BODY_BYTES} bytes"));
+            return Err(format!(
+                "{url}: body larger than {MAX_FEED_BODY_BYTES} bytes"
+            ));
         }
         body.extend_from_slice(&chunk);
     }
@@ -315,7 +316,8 @@ impl CapabilityCatalog for NodeCatalog {
         for pipeline in policy.offered_pipelines() {
             let mut models = Vec::new();
             for model_id in Self::models(&policy, pipeline, &snapshot) {
-                let Some(job) = policy.requirements(pipeline, &model_id, &caller.tier, rate.as_ref())
+                let Some(job) =
+                    policy.requirements(pipeline, &model_id, &caller.tier, rate.as_ref())
                 else {
                     continue;
                 };
@@ -374,7 +376,8 @@ impl api::admin::OfferAdmin for NodeCatalog {
         let mut filtered_total = FilteredRow::default();
         for pipeline in policy.offered_pipelines() {
             for model_id in Self::models(&policy, pipeline, &snapshot) {
-                let Some(job) = policy.requirements(pipeline, &model_id, REPORT_TIER, rate.as_ref())
+                let Some(job) =
+                    policy.requirements(pipeline, &model_id, REPORT_TIER, rate.as_ref())
                 else {
                     continue;
                 };

@@ -91,18 +91,34 @@ fn go_livepeer_v1_docs_example_yields_the_documented_caps() {
         price(1_700_000, 1)
     );
     // Another image-to-image model has no entry and no default: global cap.
-    assert_eq!(cap(Pipeline::ImageToImage, "timbrooks/instruct-pix2pix"), price(1000, 1));
     assert_eq!(
-        cap(Pipeline::TextToImage, "stabilityai/stable-diffusion-3-medium-diffusers"),
+        cap(Pipeline::ImageToImage, "timbrooks/instruct-pix2pix"),
+        price(1000, 1)
+    );
+    assert_eq!(
+        cap(
+            Pipeline::TextToImage,
+            "stabilityai/stable-diffusion-3-medium-diffusers"
+        ),
         price(4_768_371, 1)
     );
     // Missing pixels_per_unit falls back to the global pixels_per_unit (1).
     assert_eq!(cap(Pipeline::Upscale, "any/model"), price(4_768_371, 1));
     // Missing model_id means "default": every model of the pipeline.
-    assert_eq!(cap(Pipeline::ImageToVideo, "stabilityai/svd"), price(3_390_842, 1));
-    assert_eq!(cap(Pipeline::AudioToText, "openai/whisper-large-v3"), price(12_882_811, 1));
+    assert_eq!(
+        cap(Pipeline::ImageToVideo, "stabilityai/svd"),
+        price(3_390_842, 1)
+    );
+    assert_eq!(
+        cap(Pipeline::AudioToText, "openai/whisper-large-v3"),
+        price(12_882_811, 1)
+    );
     assert_eq!(cap(Pipeline::Llm, "meta-llama/x"), price(1000, 1));
-    let (_, source) = policy.cap(Pipeline::Upscale, "x", None).source.map(|s| ((), s)).unwrap();
+    let (_, source) = policy
+        .cap(Pipeline::Upscale, "x", None)
+        .source
+        .map(|s| ((), s))
+        .unwrap();
     assert_eq!(source, caps::CapSource::PipelineDefault);
 }
 
@@ -113,7 +129,10 @@ fn go_livepeer_v2_docs_example_inline_and_its_exact_rationals() {
     )))
     .unwrap();
     let cap = |p, m: &str| policy.cap(p, m, None).wei;
-    assert_eq!(cap(Pipeline::TextToImage, "stabilityai/sd-turbo"), price(1000, 1));
+    assert_eq!(
+        cap(Pipeline::TextToImage, "stabilityai/sd-turbo"),
+        price(1000, 1)
+    );
     // No global cap: another text-to-image model may cost anything.
     assert_eq!(cap(Pipeline::TextToImage, "other/model"), None);
     // 2000 wei per 3 units, exactly (an orchestrator at 667/1 is above it).
@@ -143,13 +162,17 @@ fn usd_caps_convert_at_a_fixed_rate_and_fail_closed_without_one() {
         price(480, 1)
     );
     // The global cap: 1e-12 USD = 400 wei.
-    assert_eq!(policy.cap(Pipeline::Upscale, "m", Some(&rate)).wei, price(400, 1));
+    assert_eq!(
+        policy.cap(Pipeline::Upscale, "m", Some(&rate)).wei,
+        price(400, 1)
+    );
     // No rate known: fail closed (only free orchestrators).
     let unknown = policy.cap(Pipeline::Llm, "m", None);
     assert!(unknown.rate_missing);
     assert_eq!(unknown.wei, Some(WeiPrice::FREE));
     // A USD cap with neither a rate nor a feed does not start.
-    let error = Policy::compile(&config("[pricing]\nmax_price_per_unit = \"0.5USD\"\n")).unwrap_err();
+    let error =
+        Policy::compile(&config("[pricing]\nmax_price_per_unit = \"0.5USD\"\n")).unwrap_err();
     assert!(error.contains("eth_usd"), "{error}");
 }
 
@@ -181,7 +204,10 @@ gold = ["orch-1.example:8935"]
     ))
     .unwrap();
     assert!(policy.offers_pipeline(Pipeline::TextToImage));
-    assert!(!policy.offers_pipeline(Pipeline::Llm), "llm is only offered in sin");
+    assert!(
+        !policy.offers_pipeline(Pipeline::Llm),
+        "llm is only offered in sin"
+    );
     assert!(!policy.offers_pipeline(Pipeline::Upscale));
     let fast = policy
         .requirements(Pipeline::TextToImage, "fast/model", "premium", None)
@@ -251,7 +277,10 @@ async fn feed_server(mode: Arc<AtomicU8>) -> (String, tokio::task::JoinHandle<()
 async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while !check() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -279,23 +308,44 @@ async fn the_price_feed_keeps_its_last_good_value_when_it_fails() {
     let (stop_tx, stop_rx) = watch::channel(false);
     let feed = tokio::spawn(run_price_feed(offering.clone(), stop_rx));
     let good = rat(301_245, 100);
-    wait_for("the first feed value", || offering.usd_per_eth() == Some(good.clone())).await;
+    wait_for("the first feed value", || {
+        offering.usd_per_eth() == Some(good.clone())
+    })
+    .await;
     let report = offering.rate_report(unix_ms());
     assert_eq!(report.source, "feed");
     assert_eq!(report.usd_per_eth.as_deref(), Some("3012.45"));
     assert!(!report.stale);
 
     mode.store(1, Ordering::SeqCst);
-    wait_for("a failed read", || offering.rate_report(unix_ms()).failures_total >= 1).await;
-    assert_eq!(offering.usd_per_eth(), Some(good.clone()), "the last good rate is kept");
+    wait_for("a failed read", || {
+        offering.rate_report(unix_ms()).failures_total >= 1
+    })
+    .await;
+    assert_eq!(
+        offering.usd_per_eth(),
+        Some(good.clone()),
+        "the last good rate is kept"
+    );
     let report = offering.rate_report(unix_ms());
-    assert!(report.last_error.as_deref().is_some_and(|e| e.contains("500")), "{report:?}");
+    assert!(
+        report
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("500")),
+        "{report:?}"
+    );
 
     mode.store(2, Ordering::SeqCst);
-    wait_for("a malformed answer", || offering.rate_report(unix_ms()).failures_total >= 2).await;
+    wait_for("a malformed answer", || {
+        offering.rate_report(unix_ms()).failures_total >= 2
+    })
+    .await;
     assert_eq!(offering.usd_per_eth(), Some(good));
     assert!(
-        metrics.encode().contains("gatemesh_pricing_feed_failures_total 2"),
+        metrics
+            .encode()
+            .contains("gatemesh_pricing_feed_failures_total 2"),
         "{}",
         metrics.encode()
     );
@@ -309,7 +359,10 @@ async fn the_price_feed_keeps_its_last_good_value_when_it_fails() {
     );
 
     mode.store(0, Ordering::SeqCst);
-    wait_for("recovery", || offering.rate_report(unix_ms()).last_error.is_none()).await;
+    wait_for("recovery", || {
+        offering.rate_report(unix_ms()).last_error.is_none()
+    })
+    .await;
     let _ = stop_tx.send(true);
     let _ = feed.await;
     server.abort();
@@ -327,5 +380,8 @@ fn apply_swaps_the_policy_and_keeps_the_old_one_on_error() {
     let mut bad = config("");
     bad.pricing.max_price_per_unit = Some("nonsense".into());
     assert!(offering.apply(&bad).is_err());
-    assert!(offering.policy().offers_pipeline(Pipeline::Llm), "the old policy stays");
+    assert!(
+        offering.policy().offers_pipeline(Pipeline::Llm),
+        "the old policy stays"
+    );
 }

@@ -162,7 +162,10 @@ mod tests {
     }
 
     fn ids(plan: &crate::route::RoutePlan) -> Vec<OrchestratorId> {
-        plan.attempts.iter().map(|c| c.orchestrator.clone()).collect()
+        plan.attempts
+            .iter()
+            .map(|c| c.orchestrator.clone())
+            .collect()
     }
 
     #[test]
