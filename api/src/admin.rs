@@ -10,6 +10,7 @@
 //! | `DELETE /admin/blocklist/{orchestrator}` | unblocks it |
 //! | `GET /admin/events` | recent notable events, oldest first |
 //! | `GET /admin/stats` | cumulative job counters for the dashboard ([`StatsReport`](crate::metrics::StatsReport)) |
+//! | `GET /admin/usage` | usage records as JSON lines, filtered ([`usage`]) |
 //! | `GET /metrics` | Prometheus text format 0.0.4 |
 //! | `GET /dashboard` | the self-contained dashboard page |
 //!
@@ -23,6 +24,7 @@ mod error;
 mod events;
 pub mod ports;
 pub mod report;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -57,6 +59,8 @@ pub struct AdminState {
     pub metrics: Metrics,
     /// When set, the bearer token every admin request must carry.
     pub token: Option<String>,
+    /// The usage log behind `GET /admin/usage`; `None` answers 404.
+    pub usage: Option<Arc<dyn crate::ports::UsageExport>>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -80,6 +84,7 @@ pub fn admin_router(state: AdminState) -> Router {
         )
         .route("/admin/events", get(events))
         .route("/admin/stats", get(stats))
+        .route("/admin/usage", get(usage::export))
         .route("/metrics", get(prometheus))
         .route("/dashboard", get(dashboard))
         .fallback(not_found)

@@ -147,6 +147,10 @@ pub enum ApiError {
     /// The job itself failed.
     #[error(transparent)]
     Job(#[from] JobError),
+    /// The job ran but its usage record could not be kept, so it is not
+    /// charged and not answered with 200.
+    #[error("{0}")]
+    UsageUnavailable(String),
 }
 
 fn describe_issues(issues: &[FieldIssue]) -> String {
@@ -175,6 +179,7 @@ impl ApiError {
                 StatusCode::NOT_FOUND
             }
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::UsageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Job(job) => match job {
                 JobError::NoCapableOrchestrator { .. }
                 | JobError::AttemptsExhausted { .. }
@@ -201,6 +206,7 @@ impl ApiError {
             Self::PipelineNotOffered(_) => "pipeline_not_offered",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::MediaNotFound => "media_not_found",
+            Self::UsageUnavailable(_) => "usage_log_unavailable",
             Self::Job(job) => match job {
                 JobError::NoCapableOrchestrator { .. } => "no_capable_orchestrator",
                 JobError::AttemptsExhausted { .. } => "attempts_exhausted",

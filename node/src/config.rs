@@ -43,6 +43,12 @@ pub struct NodeConfig {
     pub cluster: Option<ClusterSection>,
     /// The QUIC mesh between nodes.
     pub mesh: Option<mesh::MeshConfig>,
+    /// The durable usage log and its HTTP sink.
+    #[serde(default)]
+    pub usage: crate::usage::UsageSection,
+    /// What applications are charged, per pipeline/model/tier.
+    #[serde(default)]
+    pub rate_cards: Vec<crate::usage::RateCardEntry>,
 }
 
 /// `[cluster]`: certificate files issued by `gatemesh certs`.
@@ -316,6 +322,8 @@ impl NodeConfig {
                 "discovery.info_refresh_ms must be at least {MIN_INFO_REFRESH_MS}"
             )));
         }
+        crate::usage::validate_config(&self.usage, &self.rate_cards)
+            .map_err(ConfigError::Invalid)?;
         for entry in &self.keys {
             if entry.key.len() < MIN_KEY_LEN {
                 return Err(ConfigError::Invalid(format!(

@@ -17,6 +17,7 @@
 //! - [`admin`]: the admin API's port over the cluster view.
 //! - [`auth`]: API keys, held as hashes.
 //! - [`tls`]: certificate files or a self-signed certificate.
+//! - [`usage`]: rate cards, the durable usage log, its export and HTTP sink.
 //! - [`telemetry`]: logging set-up.
 //! - [`demo`]: the embedded default (`gatemesh demo`).
 //!
@@ -36,6 +37,7 @@ pub mod media;
 pub mod registry;
 pub mod telemetry;
 pub mod tls;
+pub mod usage;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -79,6 +81,9 @@ pub enum RunError {
     /// The mesh could not start.
     #[error("mesh: {0}")]
     Mesh(String),
+    /// The usage log could not be opened or the rate cards are invalid.
+    #[error("usage: {0}")]
+    Usage(String),
 }
 
 /// A running node.
@@ -91,6 +96,7 @@ pub struct Node {
     registry: Registry,
     cluster: Cluster,
     readiness: Arc<NodeReadiness>,
+    usage: usage::UsageService,
     draining: Arc<std::sync::atomic::AtomicBool>,
     server: axum_server::Handle<SocketAddr>,
     server_task: JoinHandle<Result<(), RunError>>,
@@ -161,6 +167,30 @@ impl Node {
         })
         .map_err(|e| RunError::Client(e.to_string()))?;
         let media = Arc::new(MemoryMediaStore::new(config.media.clone()));
+        let usage_log = match &config.usage.dir {
+            Some(dir) => Some(
+                usage::UsageLog::open(
+                    usage::UsageLogOptions {
+                        dir: dir.clone(),
+                        segment_max_bytes: config.usage.segment_max_bytes,
+                        queue_capacity: config.usage.queue_capacity,
+                        max_batch_records: config.usage.max_batch_records,
+                    },
+                    metrics.usage().clone(),
+                )
+                .map_err(|e| RunError::Usage(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let rate_cards = usage::rate_cards_from_config(&config.rate_cards)
+            .map_err(|e| RunError::Usage(e.to_string()))?;
+        let usage = usage::UsageService::new(
+            rate_cards,
+            usage_log,
+            config.node.name.to_string(),
+            registry.clone(),
+            cluster.clone(),
+        );
         let executor = Executor::new(jobs::ExecutorParts {
             registry: registry.clone(),
             cluster: cluster.clone(),
@@ -186,14 +216,18 @@ impl Node {
             media,
             readiness: readiness.clone(),
             authenticator: Arc::new(KeyStore::new(&config.keys)),
+            billing: Arc::new(usage.clone()),
             config: config.api.clone(),
         };
         let router = api::metrics::with_http_metrics(api::public_router(state), metrics.clone());
         let admin_router = api::admin_router(api::AdminState {
             cluster: admin::NodeAdmin::new(cluster.clone()),
             events: cluster.events(),
-            metrics,
+            metrics: metrics.clone(),
             token: config.admin.token.clone(),
+            usage: usage
+                .log()
+                .map(|_| Arc::new(usage.clone()) as Arc<dyn api::UsageExport>),
         });
 
         let refresh_now = Arc::new(Notify::new());
@@ -204,7 +238,7 @@ impl Node {
             Duration::from_millis(config.discovery.get_orchestrator_timeout_ms),
             stop_rx.clone(),
         );
-        let background = vec![
+        let mut background = vec![
             tokio::spawn(probe),
             tokio::spawn(discovery::run(
                 config.discovery.clone(),
@@ -225,6 +259,22 @@ impl Node {
             }),
         ];
 
+        if let (Some(url), Some(log)) = (&config.usage.sink_url, usage.log()) {
+            background.push(tokio::spawn(usage::sink::run(
+                log.clone(),
+                usage::sink::SinkOptions {
+                    url: url.clone(),
+                    token: config.usage.sink_token.clone(),
+                    batch_records: config.usage.sink_batch_records,
+                    interval: Duration::from_millis(config.usage.sink_interval_ms),
+                    timeout: Duration::from_millis(config.usage.sink_timeout_ms),
+                    max_attempts: config.usage.sink_max_attempts,
+                },
+                metrics.usage().clone(),
+                stop_background.subscribe(),
+            )));
+        }
+
         let server = axum_server::Handle::new();
         let rustls_config =
             axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls_config));
@@ -241,6 +291,7 @@ impl Node {
             node = %config.node.name,
             region = %config.node.region,
             public_addr = %public_addr,
+            admin_addr = %admin_addr,
             "node started"
         );
         Ok(Self {
@@ -251,6 +302,7 @@ impl Node {
             registry,
             cluster,
             readiness,
+            usage,
             draining,
             server,
             server_task,
@@ -292,6 +344,13 @@ impl Node {
     /// Whether `/readyz` would answer 200 now.
     pub fn is_ready(&self) -> bool {
         api::Readiness::readiness(self.readiness.as_ref()).ready
+    }
+
+    /// Rate cards, the usage log and its observers: [`usage::UsageService::apply`]
+    /// swaps rate cards at run time, [`usage::UsageService::observe`] hooks
+    /// spend counters.
+    pub fn usage(&self) -> &usage::UsageService {
+        &self.usage
     }
 
     /// The shared view and, in a cluster, the mesh.

@@ -4,6 +4,7 @@
 pub mod health;
 pub mod jobs;
 pub mod media;
+pub mod quote;
 
 use std::sync::Arc;
 
@@ -33,6 +34,7 @@ pub struct RequestId(pub String);
 /// |---|---|---|
 /// | `POST /<pipeline>` (nine batch pipelines) | bearer key | the job's JSON, or SSE for `/llm` with `"stream": true` |
 /// | `POST /live-video-to-video` | — | 404 "not offered" (live video is not served here) |
+/// | `POST /v1/quote`, `POST /v1/quote/{pipeline}` | bearer key | what the request would cost ([`quote`]) |
 /// | `GET /media/{id}` | none (ids are unguessable) | the stored bytes |
 /// | `GET /healthz` | none | `{"status":"ok"}` |
 /// | `GET /readyz` | none | 200 or 503 with the readiness report |
@@ -41,7 +43,9 @@ pub fn public_router(state: PublicState) -> Router {
     let mut router = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/media/{id}", get(media::get_media));
+        .route("/media/{id}", get(media::get_media))
+        .route("/v1/quote", post(quote::quote_json))
+        .route("/v1/quote/{pipeline}", post(quote::quote_like_job));
     for pipeline in Pipeline::ALL {
         let path = format!("/{}", pipeline.as_str());
         router = router.route(

@@ -185,16 +185,13 @@ pub fn parse_usd(text: &str) -> Result<u64, BillingError> {
         return Err(BillingError::TooPrecise(text.to_owned()));
     }
     let too_large = || BillingError::AmountTooLarge(text.to_owned());
-    let whole: u64 = whole
-        .trim_start_matches('0')
-        .parse::<u64>()
-        .or_else(|_| {
-            if whole.trim_start_matches('0').is_empty() {
-                Ok(0)
-            } else {
-                Err(too_large())
-            }
-        })?;
+    let whole: u64 = whole.trim_start_matches('0').parse::<u64>().or_else(|_| {
+        if whole.trim_start_matches('0').is_empty() {
+            Ok(0)
+        } else {
+            Err(too_large())
+        }
+    })?;
     let mut nanos: u64 = 0;
     for (i, b) in fraction.bytes().enumerate() {
         nanos += u64::from(b - b'0') * 10u64.pow(8 - i as u32);
@@ -260,9 +257,9 @@ pub fn count_units(
             IMAGE_TO_VIDEO_FRAMES.div_ceil(fps)
         }
         (BillingUnit::Second, _) => {
-            let ms = facts.audio_ms.ok_or_else(|| {
-                missing("the audio duration must be readable: upload a WAV file")
-            })?;
+            let ms = facts
+                .audio_ms
+                .ok_or_else(|| missing("the audio duration must be readable: upload a WAV file"))?;
             ms.div_ceil(1000)
         }
         (BillingUnit::GpuMinute, _) => {
@@ -510,7 +507,13 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn card(pipeline: Pipeline, model: &str, tier: &str, unit: BillingUnit, price: u64) -> RateCard {
+    fn card(
+        pipeline: Pipeline,
+        model: &str,
+        tier: &str,
+        unit: BillingUnit,
+        price: u64,
+    ) -> RateCard {
         RateCard {
             pipeline,
             model_id: model.into(),
