@@ -11,6 +11,7 @@
 //! | `GET /admin/events` | recent notable events, oldest first |
 //! | `GET /admin/pricing` | price caps, the ETH/USD rate and what routing filters out ([`PricingReport`]) |
 //! | `GET /admin/stats` | cumulative job counters for the dashboard ([`StatsReport`](crate::metrics::StatsReport)) |
+//! | `GET /admin/usage` | usage records as JSON lines, filtered ([`usage`]) |
 //! | `GET /metrics` | Prometheus text format 0.0.4 |
 //! | `GET /dashboard` | the self-contained dashboard page |
 //!
@@ -25,6 +26,7 @@ mod events;
 pub mod ports;
 pub mod pricing;
 pub mod report;
+pub mod usage;
 
 use std::sync::Arc;
 
@@ -62,6 +64,8 @@ pub struct AdminState {
     pub token: Option<String>,
     /// Price caps and routing filters (`GET /admin/pricing`; 404 without).
     pub offer: Option<Arc<dyn OfferAdmin>>,
+    /// The usage log behind `GET /admin/usage`; `None` answers 404.
+    pub usage: Option<Arc<dyn crate::ports::UsageExport>>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -86,6 +90,7 @@ pub fn admin_router(state: AdminState) -> Router {
         .route("/admin/events", get(events))
         .route("/admin/stats", get(stats))
         .route("/admin/pricing", get(pricing))
+        .route("/admin/usage", get(usage::export))
         .route("/metrics", get(prometheus))
         .route("/dashboard", get(dashboard))
         .fallback(not_found)

@@ -157,6 +157,10 @@ pub enum ApiError {
     /// The job itself failed.
     #[error(transparent)]
     Job(#[from] JobError),
+    /// The job ran but its usage record could not be kept, so it is not
+    /// charged and not answered with 200.
+    #[error("{0}")]
+    UsageUnavailable(String),
 }
 
 fn describe_issues(issues: &[FieldIssue]) -> String {
@@ -186,6 +190,7 @@ impl ApiError {
             | Self::ModelNotOffered { .. }
             | Self::MediaNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::UsageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Job(job) => match job {
                 JobError::NoCapableOrchestrator { .. }
                 | JobError::AttemptsExhausted { .. }
@@ -213,6 +218,7 @@ impl ApiError {
             Self::ModelNotOffered { .. } => "model_not_offered",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::MediaNotFound => "media_not_found",
+            Self::UsageUnavailable(_) => "usage_log_unavailable",
             Self::Job(job) => match job {
                 JobError::NoCapableOrchestrator { .. } => "no_capable_orchestrator",
                 JobError::AttemptsExhausted { .. } => "attempts_exhausted",

@@ -12,6 +12,8 @@
 //!   work unchanged), `GET /media/{id}`, `GET /healthz`, `GET /readyz`.
 //! - [`routes`]: the handlers ([`routes::jobs`], [`routes::media`],
 //!   [`routes::health`]) and the `x-request-id` middleware.
+//! - [`billing`]: request facts for pricing, `POST /v1/quote`'s answer, the
+//!   cost header and usage records (rules in `mesh_core::billing`).
 //! - [`validate`]: per-pipeline typed request structs, required-field and type
 //!   checks, defaults, and the price units of protocol §2.2 → `JobSpec`.
 //! - [`probe`]: image sizes (PNG/JPEG/GIF/WebP/BMP) and WAV durations from
@@ -26,9 +28,11 @@
 //! Every response carries `x-request-id` (the client's own when it is 1–128
 //! bytes of `[A-Za-z0-9_-]`, else a fresh UUID v4). Job responses also carry
 //! `x-gatemesh-orchestrator`, `x-gatemesh-region` (when known) and
-//! `x-gatemesh-attempts`.
+//! `x-gatemesh-attempts`, and `x-gatemesh-cost-nano-usd` (what the job cost
+//! the caller, see [`billing`]).
 
 pub mod admin;
+pub mod billing;
 pub mod config;
 pub mod error;
 pub mod metrics;
@@ -46,8 +50,9 @@ pub use metrics::Metrics;
 pub use routes::{RequestId, public_router};
 
 pub use ports::{
-    Authenticator, Caller, CapabilityCatalog, JobOutput, JobRunner, MediaObject, MediaStore,
-    Readiness, ReadinessReport, RequestContext,
+    Authenticator, Billing, Caller, CapabilityCatalog, JobOutput, JobRunner, JobUsage, MediaObject,
+    MediaStore, NoBilling, Readiness, ReadinessReport, RequestContext, UsageExport, UsageFilter,
+    UsageUnavailable,
 };
 
 /// Everything the public router's handlers share. [`public_router`] puts it
@@ -62,6 +67,8 @@ pub struct PublicState {
     pub readiness: Arc<dyn Readiness>,
     /// Checks bearer keys.
     pub authenticator: Arc<dyn Authenticator>,
+    /// Prices jobs and keeps their usage records ([`NoBilling`]: free).
+    pub billing: Arc<dyn Billing>,
     /// Limits, deadline, base URL, offered pipelines.
     pub config: ApiConfig,
     /// The operator's capability declaration (`None`: every pipeline of

@@ -24,6 +24,7 @@
 mod http;
 pub mod labels;
 mod offer;
+pub mod usage;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -137,6 +138,7 @@ struct Inner {
     tenant_requests: Family<TenantLabels, Counter>,
     tenant_rejections: Family<TenantLimitLabels, Counter>,
     http_requests: Family<HttpLabels, Counter>,
+    usage: usage::UsageMetrics,
     models: BoundedLabels,
     orchestrators: BoundedLabels,
     tenants: BoundedLabels,
@@ -307,6 +309,7 @@ impl Metrics {
             "HTTP requests by route template and status code",
             http_requests.clone(),
         );
+        let usage = usage::UsageMetrics::register(&mut registry);
 
         let offer = offer::OfferMetrics::register(&mut registry);
         Self {
@@ -336,6 +339,7 @@ impl Metrics {
                 tenant_requests,
                 tenant_rejections,
                 http_requests,
+                usage,
                 models: BoundedLabels::new(MAX_MODEL_LABELS),
                 orchestrators: BoundedLabels::new(MAX_ORCHESTRATOR_LABELS),
                 tenants: BoundedLabels::new(MAX_TENANT_LABELS),
@@ -662,6 +666,13 @@ impl Metrics {
                 outcome: outcome.as_str(),
             })
             .inc();
+    }
+
+    // ---- usage ----
+
+    /// Metrics of the usage log, its sink and charges per tenant.
+    pub fn usage(&self) -> &usage::UsageMetrics {
+        &self.inner.usage
     }
 
     // ---- tenants ----

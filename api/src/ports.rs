@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
+use mesh_core::billing::{BillingError, Quote, RateCards, RequestFacts, UsageOutcome, UsageRecord};
 use mesh_core::{Attribution, JobError, JobSpec, Pipeline};
 
 use crate::routes::capabilities::CapabilitiesReport;
@@ -128,4 +129,93 @@ pub trait CapabilityCatalog: Send + Sync + 'static {
 
     /// What `caller` can run right now.
     fn capabilities(&self, caller: &Caller) -> CapabilitiesReport;
+}
+
+/// Prices jobs and keeps their usage records (see [`crate::billing`]).
+pub trait Billing: Send + Sync + 'static {
+    /// What `job` costs `caller`, from the current rate cards.
+    fn quote(
+        &self,
+        caller: &Caller,
+        job: &JobSpec,
+        facts: &RequestFacts,
+    ) -> Result<Quote, BillingError>;
+
+    /// Writes the usage record of one finished job and resolves once it is
+    /// durable (or at once when no log is configured). An error means the
+    /// record is not kept: the client must not be charged.
+    fn record(&self, usage: JobUsage) -> BoxFuture<'static, Result<UsageRecord, UsageUnavailable>>;
+}
+
+/// What the API knows about a finished job; the node adds what only it
+/// knows (its name, the orchestrator's price) to make the [`UsageRecord`].
+#[derive(Debug, Clone)]
+pub struct JobUsage {
+    /// The request id.
+    pub request_id: String,
+    /// Who called.
+    pub caller: Caller,
+    /// The pipeline.
+    pub pipeline: Pipeline,
+    /// The model.
+    pub model_id: String,
+    /// Units the orchestrator prices in ([`JobSpec::units`]).
+    pub orchestrator_units: u64,
+    /// The price charged (cost 0 for failed jobs).
+    pub quote: Quote,
+    /// Who served it, when a job succeeded.
+    pub attribution: Option<Attribution>,
+    /// Time from accepting the request to the result or stream start.
+    pub latency_ms: u64,
+    /// How it ended.
+    pub outcome: UsageOutcome,
+}
+
+/// The usage log cannot take a record (queue full, disk error, stopped).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("usage log unavailable: {0}")]
+pub struct UsageUnavailable(pub String);
+
+/// Free of charge and keeps nothing: for tests and nodes without billing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoBilling;
+
+impl Billing for NoBilling {
+    fn quote(
+        &self,
+        caller: &Caller,
+        job: &JobSpec,
+        facts: &RequestFacts,
+    ) -> Result<Quote, BillingError> {
+        RateCards::default().quote(job.pipeline, &job.model_id, &caller.tier, facts)
+    }
+
+    fn record(&self, usage: JobUsage) -> BoxFuture<'static, Result<UsageRecord, UsageUnavailable>> {
+        let record = crate::billing::record_without_node(usage, "");
+        Box::pin(async move { Ok(record) })
+    }
+}
+
+/// Reads usage records back for `GET /admin/usage`.
+pub trait UsageExport: Send + Sync + 'static {
+    /// Records matching `filter`, oldest first, at most `filter.limit`.
+    fn query(&self, filter: UsageFilter) -> BoxFuture<'static, Result<Vec<UsageRecord>, String>>;
+}
+
+/// Filters of `GET /admin/usage`; every given field must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageFilter {
+    /// Only this tenant.
+    pub tenant: Option<String>,
+    /// Only this pipeline.
+    pub pipeline: Option<Pipeline>,
+    /// Only records made at or after this unix ms.
+    pub since: Option<u64>,
+    /// Only records made before this unix ms.
+    pub until: Option<u64>,
+    /// Only records after this log position (paging: pass the last `seq`).
+    pub after_seq: Option<u64>,
+    /// Most records returned (default and cap in [`crate::billing`]).
+    pub limit: Option<usize>,
 }

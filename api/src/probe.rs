@@ -40,6 +40,17 @@ pub fn image_size(data: &[u8]) -> Option<ImageSize> {
 /// Whole seconds of audio in a PCM WAV file (data bytes / byte rate, rounded
 /// down). `None` when the bytes are not a WAV file this parser understands.
 pub fn wav_duration_secs(data: &[u8]) -> Option<u64> {
+    wav_data(data).map(|(bytes, rate)| bytes / rate)
+}
+
+/// Milliseconds of audio in a PCM WAV file (data bytes × 1000 / byte rate,
+/// rounded up), for billing. `None` as for [`wav_duration_secs`].
+pub fn wav_duration_ms(data: &[u8]) -> Option<u64> {
+    wav_data(data).map(|(bytes, rate)| bytes.saturating_mul(1000).div_ceil(rate))
+}
+
+/// (data bytes present, byte rate > 0) of a WAV file.
+fn wav_data(data: &[u8]) -> Option<(u64, u64)> {
     if !data.starts_with(b"RIFF") || data.get(8..12) != Some(b"WAVE") {
         return None;
     }
@@ -58,7 +69,7 @@ pub fn wav_duration_secs(data: &[u8]) -> Option<u64> {
                 // Streaming writers put 0xFFFFFFFF in the size; trust the bytes.
                 let available = data.len().saturating_sub(body) as u64;
                 let bytes = u64::from(size).min(available);
-                return Some(bytes / u64::from(rate));
+                return Some((bytes, u64::from(rate)));
             }
             _ => {}
         }

@@ -208,6 +208,7 @@ proptest! {
             media: Arc::new(NoMedia),
             readiness: Arc::new(Ready),
             authenticator: Arc::new(AnyKey),
+            billing: Arc::new(api::NoBilling),
             config: ApiConfig::default(),
             capabilities: None,
         });

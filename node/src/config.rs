@@ -54,6 +54,12 @@ pub struct NodeConfig {
     /// The most we pay orchestrators (go-livepeer's price-cap flags).
     #[serde(default)]
     pub pricing: crate::offer::PricingSection,
+    /// The durable usage log and its HTTP sink.
+    #[serde(default)]
+    pub usage: crate::usage::UsageSection,
+    /// What applications are charged, per pipeline/model/tier.
+    #[serde(default)]
+    pub rate_cards: Vec<crate::usage::RateCardEntry>,
 }
 
 /// `[cluster]`: certificate files issued by `gatemesh certs`.
@@ -328,6 +334,8 @@ impl NodeConfig {
             )));
         }
         crate::offer::Policy::compile(self).map_err(ConfigError::Invalid)?;
+        crate::usage::validate_config(&self.usage, &self.rate_cards)
+            .map_err(ConfigError::Invalid)?;
         for entry in &self.keys {
             if entry.key.len() < MIN_KEY_LEN {
                 return Err(ConfigError::Invalid(format!(

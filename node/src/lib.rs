@@ -17,6 +17,7 @@
 //! - [`admin`]: the admin API's port over the cluster view.
 //! - [`auth`]: API keys, held as hashes.
 //! - [`tls`]: certificate files or a self-signed certificate.
+//! - [`usage`]: rate cards, the durable usage log, its export and HTTP sink.
 //! - [`telemetry`]: logging set-up.
 //! - [`demo`]: the embedded default (`gatemesh demo`).
 //!
@@ -37,6 +38,7 @@ pub mod offer;
 pub mod registry;
 pub mod telemetry;
 pub mod tls;
+pub mod usage;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -83,6 +85,9 @@ pub enum RunError {
     /// The capability declaration or price caps do not compile.
     #[error("offer: {0}")]
     Offer(String),
+    /// The usage log could not be opened or the rate cards are invalid.
+    #[error("usage: {0}")]
+    Usage(String),
 }
 
 /// A running node.
@@ -95,6 +100,7 @@ pub struct Node {
     registry: Registry,
     cluster: Cluster,
     readiness: Arc<NodeReadiness>,
+    usage: usage::UsageService,
     draining: Arc<std::sync::atomic::AtomicBool>,
     server: axum_server::Handle<SocketAddr>,
     server_task: JoinHandle<Result<(), RunError>>,
@@ -167,6 +173,30 @@ impl Node {
         })
         .map_err(|e| RunError::Client(e.to_string()))?;
         let media = Arc::new(MemoryMediaStore::new(config.media.clone()));
+        let usage_log = match &config.usage.dir {
+            Some(dir) => Some(
+                usage::UsageLog::open(
+                    usage::UsageLogOptions {
+                        dir: dir.clone(),
+                        segment_max_bytes: config.usage.segment_max_bytes,
+                        queue_capacity: config.usage.queue_capacity,
+                        max_batch_records: config.usage.max_batch_records,
+                    },
+                    metrics.usage().clone(),
+                )
+                .map_err(|e| RunError::Usage(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let rate_cards = usage::rate_cards_from_config(&config.rate_cards)
+            .map_err(|e| RunError::Usage(e.to_string()))?;
+        let usage = usage::UsageService::new(
+            rate_cards,
+            usage_log,
+            config.node.name.to_string(),
+            registry.clone(),
+            cluster.clone(),
+        );
         let executor = Executor::new(jobs::ExecutorParts {
             registry: registry.clone(),
             cluster: cluster.clone(),
@@ -194,6 +224,7 @@ impl Node {
             media,
             readiness: readiness.clone(),
             authenticator: Arc::new(KeyStore::new(&config.keys)),
+            billing: Arc::new(usage.clone()),
             config: config.api.clone(),
             capabilities: Some(catalog.clone()),
         };
@@ -201,9 +232,12 @@ impl Node {
         let admin_router = api::admin_router(api::AdminState {
             cluster: admin::NodeAdmin::new(cluster.clone()),
             events: cluster.events(),
-            metrics,
+            metrics: metrics.clone(),
             token: config.admin.token.clone(),
             offer: Some(catalog),
+            usage: usage
+                .log()
+                .map(|_| Arc::new(usage.clone()) as Arc<dyn api::UsageExport>),
         });
 
         let refresh_now = Arc::new(Notify::new());
@@ -214,7 +248,7 @@ impl Node {
             Duration::from_millis(config.discovery.get_orchestrator_timeout_ms),
             stop_rx.clone(),
         );
-        let background = vec![
+        let mut background = vec![
             tokio::spawn(probe),
             tokio::spawn(offer::run_price_feed(offering.clone(), stop_rx.clone())),
             tokio::spawn(discovery::run(
@@ -236,6 +270,22 @@ impl Node {
             }),
         ];
 
+        if let (Some(url), Some(log)) = (&config.usage.sink_url, usage.log()) {
+            background.push(tokio::spawn(usage::sink::run(
+                log.clone(),
+                usage::sink::SinkOptions {
+                    url: url.clone(),
+                    token: config.usage.sink_token.clone(),
+                    batch_records: config.usage.sink_batch_records,
+                    interval: Duration::from_millis(config.usage.sink_interval_ms),
+                    timeout: Duration::from_millis(config.usage.sink_timeout_ms),
+                    max_attempts: config.usage.sink_max_attempts,
+                },
+                metrics.usage().clone(),
+                stop_background.subscribe(),
+            )));
+        }
+
         let server = axum_server::Handle::new();
         let rustls_config =
             axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls_config));
@@ -252,6 +302,7 @@ impl Node {
             node = %config.node.name,
             region = %config.node.region,
             public_addr = %public_addr,
+            admin_addr = %admin_addr,
             "node started"
         );
         Ok(Self {
@@ -262,6 +313,7 @@ impl Node {
             registry,
             cluster,
             readiness,
+            usage,
             draining,
             server,
             server_task,
@@ -310,6 +362,13 @@ impl Node {
     /// Whether `/readyz` would answer 200 now.
     pub fn is_ready(&self) -> bool {
         api::Readiness::readiness(self.readiness.as_ref()).ready
+    }
+
+    /// Rate cards, the usage log and its observers: [`usage::UsageService::apply`]
+    /// swaps rate cards at run time, [`usage::UsageService::observe`] hooks
+    /// spend counters.
+    pub fn usage(&self) -> &usage::UsageService {
+        &self.usage
     }
 
     /// The shared view and, in a cluster, the mesh.

@@ -25,6 +25,9 @@ pub enum AdminError {
     /// No admin route at this path.
     #[error("no admin route for {0}")]
     NotFound(String),
+    /// Query parameters that do not parse.
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
     /// Something broke inside the node; the text goes to the log only.
     #[error("internal error: {0}")]
     Internal(String),
@@ -35,7 +38,7 @@ impl AdminError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::InvalidOrchestrator(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidOrchestrator(_) | Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             Self::BlocklistFull => StatusCode::CONFLICT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
@@ -51,6 +54,7 @@ impl AdminError {
             Self::BlocklistFull => "blocklist_full",
             Self::Unavailable(_) => "unavailable",
             Self::NotFound(_) => "not_found",
+            Self::InvalidQuery(_) => "invalid_query",
             Self::Internal(_) => "internal",
         }
     }

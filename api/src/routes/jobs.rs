@@ -1,6 +1,7 @@
 //! `POST /<pipeline>`: authenticate, check the content type and size, parse
-//! into a [`mesh_core::JobSpec`], run it, and relay the answer (JSON, or SSE
-//! chunk by chunk). One log line per request.
+//! into a [`mesh_core::JobSpec`], price it, run it, write its usage record
+//! (durably, before answering 200), and relay the answer (JSON, or SSE chunk
+//! by chunk) with the cost header. One log line per request.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,11 +13,13 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use mesh_core::{Attribution, BodyKind, JobError, Pipeline};
+use mesh_core::billing::UsageOutcome;
+use mesh_core::{Attribution, BodyKind, Fault, JobError, JobSpec, Pipeline};
 
 use crate::PublicState;
+use crate::billing::{self, COST_HEADER};
 use crate::error::ApiError;
-use crate::ports::{Caller, JobOutput, RequestContext};
+use crate::ports::{Caller, JobOutput, JobUsage, RequestContext};
 use crate::routes::RequestId;
 use crate::validate;
 
@@ -91,14 +94,24 @@ pub(crate) async fn handle(
     response
 }
 
-async fn run(
+/// A request read, authenticated and validated into a job.
+pub(crate) struct ParsedJob {
+    /// Who called.
+    pub(crate) caller: Caller,
+    /// The validated job.
+    pub(crate) job: JobSpec,
+    /// The request's head (headers, URI).
+    pub(crate) parts: axum::http::request::Parts,
+}
+
+/// Checks that the pipeline is offered, authenticates, reads the body within
+/// its limit and validates it: everything before a job runs. `POST /v1/quote`
+/// parses through here too, so a quote prices exactly what would run.
+pub(crate) async fn parse(
     state: &PublicState,
     pipeline: Pipeline,
-    request_id: &str,
     request: Request,
-    facts: &mut JobFacts,
-) -> Result<Response, ApiError> {
-    let started = Instant::now();
+) -> Result<ParsedJob, ApiError> {
     if !pipeline.is_batch()
         || !state.config.offers(pipeline)
         || state
@@ -157,7 +170,6 @@ async fn run(
             validate::job_from_parts(pipeline, form)?
         }
     };
-    facts.model_id = Some(job.model_id.clone());
     if let Some(catalog) = &state.capabilities
         && !catalog.offers_model(pipeline, &job.model_id)
     {
@@ -166,6 +178,37 @@ async fn run(
             model_id: job.model_id.chars().take(200).collect(),
         });
     }
+    Ok(ParsedJob { caller, job, parts })
+}
+
+async fn run(
+    state: &PublicState,
+    pipeline: Pipeline,
+    request_id: &str,
+    request: Request,
+    facts: &mut JobFacts,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let ParsedJob { caller, job, parts } = parse(state, pipeline, request).await?;
+    facts.model_id = Some(job.model_id.clone());
+    let request_facts = billing::request_facts(&job)?;
+    let quote = state
+        .billing
+        .quote(&caller, &job, &request_facts)
+        .map_err(billing::billing_error)?;
+    // The record a job leaves behind; attribution, latency and outcome are
+    // filled in when it ends.
+    let template = JobUsage {
+        request_id: request_id.to_owned(),
+        caller: caller.clone(),
+        pipeline,
+        model_id: job.model_id.clone(),
+        orchestrator_units: job.units,
+        quote,
+        attribution: None,
+        latency_ms: 0,
+        outcome: UsageOutcome::Ok,
+    };
 
     // The runner gets what is left of the request's deadline after reading
     // and parsing the body, so its own timeouts fire before ours.
@@ -179,10 +222,19 @@ async fn run(
     };
     let output = tokio::time::timeout(remaining, state.jobs.run(job, context))
         .await
-        .map_err(|_| deadline_error(deadline))??;
+        .map_err(|_| deadline_error(deadline))
+        .and_then(|result| result.map_err(ApiError::Job));
+    let output = match output {
+        Ok(output) => output,
+        Err(error) => {
+            record_failure(state, template, &error, started).await;
+            return Err(error);
+        }
+    };
     match output {
         JobOutput::Complete { attribution, body } => {
             note(facts, &attribution);
+            let cost = charge(state, &template, &attribution, started).await?;
             let mut response = (
                 [(
                     header::CONTENT_TYPE,
@@ -192,6 +244,9 @@ async fn run(
             )
                 .into_response();
             attribution_headers(response.headers_mut(), &attribution);
+            response
+                .headers_mut()
+                .insert(COST_HEADER, HeaderValue::from(cost));
             Ok(response)
         }
         JobOutput::Stream {
@@ -207,9 +262,16 @@ async fn run(
                 .map_err(|_| deadline_error(deadline))?;
             let first = match first {
                 Some(Ok(bytes)) => Some(bytes),
-                Some(Err(error)) => return Err(ApiError::Job(error)),
+                Some(Err(error)) => {
+                    let error = ApiError::Job(error);
+                    record_failure(state, template, &error, started).await;
+                    return Err(error);
+                }
                 None => None,
             };
+            // The stream starts: its cost is known from the request, so it
+            // is recorded (durably) before the 200 head goes out.
+            let cost = charge(state, &template, &attribution, started).await?;
             let id = request_id.to_owned();
             let rest = chunks
                 .take_while(move |item| {
@@ -240,8 +302,53 @@ async fn run(
                 .headers_mut()
                 .insert("x-accel-buffering", HeaderValue::from_static("no"));
             attribution_headers(response.headers_mut(), &attribution);
+            response
+                .headers_mut()
+                .insert(COST_HEADER, HeaderValue::from(cost));
             Ok(response)
         }
+    }
+}
+
+/// Writes the usage record of a successful job and waits until it is
+/// durable; returns the cost to put in [`COST_HEADER`].
+async fn charge(
+    state: &PublicState,
+    template: &JobUsage,
+    attribution: &Attribution,
+    started: Instant,
+) -> Result<u64, ApiError> {
+    let mut usage = template.clone();
+    usage.attribution = Some(attribution.clone());
+    usage.latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let record = state
+        .billing
+        .record(usage)
+        .await
+        .map_err(|e| ApiError::UsageUnavailable(e.to_string()))?;
+    Ok(record.cost_nano_usd)
+}
+
+/// Records a job that reached the runner and failed (cost 0). Best effort:
+/// a failure record that cannot be written is only logged.
+async fn record_failure(
+    state: &PublicState,
+    mut usage: JobUsage,
+    error: &ApiError,
+    started: Instant,
+) {
+    usage.latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    usage.outcome = match error {
+        ApiError::Job(job) => match job.fault() {
+            Fault::Client => UsageOutcome::ClientError,
+            Fault::Upstream => UsageOutcome::UpstreamError,
+            Fault::Internal => UsageOutcome::InternalError,
+        },
+        _ => UsageOutcome::InternalError,
+    };
+    let request_id = usage.request_id.clone();
+    if let Err(error) = state.billing.record(usage).await {
+        tracing::warn!(request_id, %error, "usage record of a failed job not written");
     }
 }
 
@@ -271,7 +378,7 @@ pub(crate) fn authenticate(state: &PublicState, headers: &HeaderMap) -> Result<C
         .ok_or(ApiError::UnknownKey)
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {

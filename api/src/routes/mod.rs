@@ -5,6 +5,7 @@ pub mod capabilities;
 pub mod health;
 pub mod jobs;
 pub mod media;
+pub mod quote;
 
 use std::sync::Arc;
 
@@ -35,6 +36,7 @@ pub struct RequestId(pub String);
 /// | `POST /<pipeline>` (nine batch pipelines) | bearer key | the job's JSON, or SSE for `/llm` with `"stream": true` |
 /// | `POST /live-video-to-video` | — | 404 "not offered" (live video is not served here) |
 /// | `GET /v1/capabilities` | bearer key | what the caller can run now, per region, warm/cold ([`capabilities::CapabilitiesReport`]) |
+/// | `POST /v1/quote`, `POST /v1/quote/{pipeline}` | bearer key | what the request would cost ([`quote`]) |
 /// | `GET /media/{id}` | none (ids are unguessable) | the stored bytes |
 /// | `GET /healthz` | none | `{"status":"ok"}` |
 /// | `GET /readyz` | none | 200 or 503 with the readiness report |
@@ -44,7 +46,9 @@ pub fn public_router(state: PublicState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/media/{id}", get(media::get_media))
-        .route("/v1/capabilities", get(capabilities::get_capabilities));
+        .route("/v1/capabilities", get(capabilities::get_capabilities))
+        .route("/v1/quote", post(quote::quote_json))
+        .route("/v1/quote/{pipeline}", post(quote::quote_like_job));
     for pipeline in Pipeline::ALL {
         let path = format!("/{}", pipeline.as_str());
         router = router.route(

@@ -316,6 +316,12 @@ pub fn events() -> Arc<EventRing> {
 
 /// One sample of every metric.
 pub fn record_every_metric(metrics: &Metrics) {
+    metrics.usage().record_batch(2, 600, 0.001);
+    metrics.usage().record_durable("acme", "ok", 2_500_000);
+    metrics
+        .usage()
+        .record_append_error(api::metrics::usage::AppendError::QueueFull);
+    metrics.usage().record_sink_push(true, 2);
     let fra = region("fra");
     let ok = orch(ORCH_OK);
     metrics.record_job(&JobSample {
@@ -373,5 +379,6 @@ pub fn admin_state(cluster: Arc<FakeCluster>, token: Option<&str>) -> AdminState
         metrics: Metrics::new(),
         token: token.map(str::to_owned),
         offer: None,
+        usage: None,
     }
 }

@@ -12,6 +12,8 @@
 //! - [`capability`]: the Livepeer capability bitstring, per-model constraints
 //!   and go-livepeer's compatibility rules.
 //! - [`pricing`]: wei prices as exact rationals.
+//! - [`billing`]: what applications are charged: rate cards in four units,
+//!   quotes in nano-USD, usage records.
 //! - [`orchestrator`]: what `GetOrchestrator` told us about one orchestrator.
 //! - [`job`]: a validated job, its attribution and its typed errors.
 //! - [`fixture`]: `OrchestratorInfo` builders for simulations, tests, benches.
@@ -27,6 +29,7 @@
 //! these types) and it does not know HTTP.
 #![warn(missing_docs)]
 
+pub mod billing;
 pub mod capability;
 pub mod fixture;
 pub mod hlc;
