@@ -20,7 +20,7 @@
 //!   the dual error envelope `{"detail":{"msg"},"error":{"message","code"}}`.
 //! - [`config`]: [`ApiConfig`] (body limits, deadline, base URL, pipelines).
 //! - [`ports`]: what the API needs from the gateway (`JobRunner`,
-//!   `MediaStore`, `Readiness`, `Authenticator`).
+//!   `MediaStore`, `Readiness`, `Authenticator`, `Admission`).
 //!
 //! ## Headers
 //! Every response carries `x-request-id` (the client's own when it is 1–128
@@ -39,15 +39,15 @@ pub mod validate;
 
 use std::sync::Arc;
 
-pub use admin::{AdminState, admin_router};
+pub use admin::{AdminState, admin_router, admin_router_with_keys};
 pub use config::{ApiConfig, ConfigError};
 pub use error::{ApiError, FieldIssue};
 pub use metrics::Metrics;
 pub use routes::{RequestId, public_router};
 
 pub use ports::{
-    Authenticator, Caller, JobOutput, JobRunner, MediaObject, MediaStore, Readiness,
-    ReadinessReport, RequestContext,
+    Admission, AdmissionPermit, Authenticator, Caller, JobOutput, JobRunner, LimitExceeded,
+    MediaObject, MediaStore, Readiness, ReadinessReport, RequestContext, Unlimited,
 };
 
 /// Everything the public router's handlers share. [`public_router`] puts it
@@ -62,6 +62,8 @@ pub struct PublicState {
     pub readiness: Arc<dyn Readiness>,
     /// Checks bearer keys.
     pub authenticator: Arc<dyn Authenticator>,
+    /// Tenant limits ([`Unlimited`] for none).
+    pub admission: Arc<dyn Admission>,
     /// Limits, deadline, base URL, offered pipelines.
     pub config: ApiConfig,
 }

@@ -143,6 +143,7 @@ fn router_with(runner: Arc<FakeRunner>, config: ApiConfig, ready: bool) -> Route
         media: Arc::new(FakeMedia),
         readiness: Arc::new(FakeReadiness(ready)),
         authenticator: Arc::new(FakeAuth),
+        admission: Arc::new(api::Unlimited),
         config,
     })
 }

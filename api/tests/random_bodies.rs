@@ -208,6 +208,7 @@ proptest! {
             media: Arc::new(NoMedia),
             readiness: Arc::new(Ready),
             authenticator: Arc::new(AnyKey),
+            admission: Arc::new(api::Unlimited),
             config: ApiConfig::default(),
         });
         let pipeline = Pipeline::BATCH[pipeline_index];

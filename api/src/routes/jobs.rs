@@ -104,6 +104,10 @@ async fn run(
     }
     let (parts, body) = request.into_parts();
     let caller = authenticate(state, &parts.headers)?;
+    // Tenant limits, before the body is read: a tenant over its limit costs
+    // us no more than the headers. The permit holds a concurrent-job slot
+    // until the job's response (or stream) ends.
+    let permit = state.admission.admit(&caller, pipeline)?;
 
     let kind = pipeline.body_kind();
     let content_type = parts
@@ -178,6 +182,7 @@ async fn run(
             )
                 .into_response();
             attribution_headers(response.headers_mut(), &attribution);
+            drop(permit);
             Ok(response)
         }
         JobOutput::Stream {
@@ -209,7 +214,11 @@ async fn run(
                 .filter_map(|item| std::future::ready(item.ok()));
             let stream = futures_util::stream::iter(first)
                 .chain(rest)
-                .map(Ok::<Bytes, std::convert::Infallible>);
+                .map(move |chunk| {
+                    // The slot lasts as long as the stream.
+                    let _slot = &permit;
+                    Ok::<Bytes, std::convert::Infallible>(chunk)
+                });
             let mut response = (
                 StatusCode::OK,
                 [
