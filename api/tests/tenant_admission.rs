@@ -105,10 +105,18 @@ fn job() -> Request<Body> {
         .expect("request")
 }
 
-async fn send(router: &Router, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+async fn send(
+    router: &Router,
+    request: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
     let response = router.clone().oneshot(request).await.expect("infallible");
     let (status, headers) = (response.status(), response.headers().clone());
-    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     (status, headers, body)
 }
@@ -134,7 +142,11 @@ async fn over_a_limit_answers_429_and_never_runs_the_job() {
             let (status, _, _) = send(&router, job()).await;
             assert_eq!(status, StatusCode::OK);
         }
-        assert_eq!(live.load(Ordering::SeqCst), 0, "slots end with the response");
+        assert_eq!(
+            live.load(Ordering::SeqCst),
+            0,
+            "slots end with the response"
+        );
         let (status, headers, body) = send(&router, job()).await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(headers[header::RETRY_AFTER], "17");
@@ -235,7 +247,12 @@ async fn keys_routes_create_list_and_revoke() {
     let (router, _) = admin(None);
     let (status, _, created) = send(
         &router,
-        keys_request("POST", "/admin/keys", r#"{"tenant":"acme","tier":"gold"}"#, None),
+        keys_request(
+            "POST",
+            "/admin/keys",
+            r#"{"tenant":"acme","tier":"gold"}"#,
+            None,
+        ),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED);
@@ -246,18 +263,23 @@ async fn keys_routes_create_list_and_revoke() {
     let (status, _, list) = send(&router, keys_request("GET", "/admin/keys", "", None)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list["keys"][0]["id"], id.as_str());
-    assert!(list["keys"][0].get("key").is_none(), "listings never show keys");
+    assert!(
+        list["keys"][0].get("key").is_none(),
+        "listings never show keys"
+    );
     let path = format!("/admin/keys/{id}");
     let (status, _, revoked) = send(&router, keys_request("DELETE", &path, "", None)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(revoked["revoked"], true);
-    let (status, _, body) =
-        send(&router, keys_request("DELETE", "/admin/keys/nope", "", None)).await;
+    let (status, _, body) = send(
+        &router,
+        keys_request("DELETE", "/admin/keys/nope", "", None),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "key_not_found");
     for bad in [r#"{"tenant":"a b"}"#, r#"{"tenant":"a","x":1}"#, "not json"] {
-        let (status, _, body) =
-            send(&router, keys_request("POST", "/admin/keys", bad, None)).await;
+        let (status, _, body) = send(&router, keys_request("POST", "/admin/keys", bad, None)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(body["error"]["code"], "invalid_key_request", "{bad}");
     }
@@ -280,7 +302,10 @@ async fn the_admin_token_guards_the_keys_routes_too() {
             assert_eq!(body["error"]["code"], "invalid_admin_token");
         }
     }
-    assert!(keys.list().is_empty(), "unauthorized creates never reach the port");
+    assert!(
+        keys.list().is_empty(),
+        "unauthorized creates never reach the port"
+    );
     let (status, _, _) = send(
         &router,
         keys_request("POST", "/admin/keys", r#"{"tenant":"acme"}"#, Some(token)),

@@ -15,7 +15,10 @@
 //! - [`jobs`]: pick, send, classify, retry and fail over; media re-hosting.
 //! - [`media`]: the bounded, expiring store of re-hosted results.
 //! - [`admin`]: the admin API's port over the cluster view.
-//! - [`auth`]: API keys, held as hashes.
+//! - [`auth`]: API keys, held as hashes; configured plus runtime keys.
+//! - [`tenancy`]: tenant limits (admission), spend, and the replication of
+//!   usage counters and runtime keys.
+//! - [`reload`]: configuration hot reload (SIGHUP, file watch).
 //! - [`tls`]: certificate files or a self-signed certificate.
 //! - [`telemetry`]: logging set-up.
 //! - [`demo`]: the embedded default (`gatemesh demo`).
@@ -34,7 +37,9 @@ pub mod forward;
 pub mod jobs;
 pub mod media;
 pub mod registry;
+pub mod reload;
 pub mod telemetry;
+pub mod tenancy;
 pub mod tls;
 
 use std::future::Future;
@@ -91,6 +96,8 @@ pub struct Node {
     registry: Registry,
     cluster: Cluster,
     readiness: Arc<NodeReadiness>,
+    tenancy: tenancy::Tenancy,
+    config_updates: watch::Receiver<Arc<NodeConfig>>,
     draining: Arc<std::sync::atomic::AtomicBool>,
     server: axum_server::Handle<SocketAddr>,
     server_task: JoinHandle<Result<(), RunError>>,
@@ -181,20 +188,43 @@ impl Node {
             max_info_age_ms: config.discovery.info_refresh_ms.saturating_mul(3) + 5_000,
             draining: draining.clone(),
         });
+        let keys = Arc::new(KeyStore::new(cluster.node(), &config.keys));
+        let tenancy = tenancy::Tenancy::new(cluster.clone(), keys.clone(), &config);
+        let mut background = tenancy.spawn(stop_rx.clone());
+        // Hot reload: the file the config came from, if any. Subsystems
+        // follow `config_updates` (one `apply(&config)` each).
+        let (config_updates, reload_task) = match &config.source_path {
+            Some(path) => {
+                let (updates, task) = reload::spawn(
+                    path.clone(),
+                    Arc::new(config.clone()),
+                    metrics.clone(),
+                    stop_rx.clone(),
+                );
+                (updates, Some(task))
+            }
+            None => (watch::channel(Arc::new(config.clone())).1, None),
+        };
+        background.extend(reload_task);
+        background.push(tenancy.follow(config_updates.clone()));
         let state = api::PublicState {
             jobs: Arc::new(executor.clone()),
             media,
             readiness: readiness.clone(),
-            authenticator: Arc::new(KeyStore::new(&config.keys)),
+            authenticator: keys.clone(),
+            admission: Arc::new(tenancy.clone()),
             config: config.api.clone(),
         };
         let router = api::metrics::with_http_metrics(api::public_router(state), metrics.clone());
-        let admin_router = api::admin_router(api::AdminState {
-            cluster: admin::NodeAdmin::new(cluster.clone()),
-            events: cluster.events(),
-            metrics,
-            token: config.admin.token.clone(),
-        });
+        let admin_router = api::admin_router_with_keys(
+            api::AdminState {
+                cluster: admin::NodeAdmin::new(cluster.clone()),
+                events: cluster.events(),
+                metrics,
+                token: config.admin.token.clone(),
+            },
+            keys,
+        );
 
         let refresh_now = Arc::new(Notify::new());
         let mut admin_stop = stop_rx.clone();
@@ -204,7 +234,7 @@ impl Node {
             Duration::from_millis(config.discovery.get_orchestrator_timeout_ms),
             stop_rx.clone(),
         );
-        let background = vec![
+        background.extend([
             tokio::spawn(probe),
             tokio::spawn(discovery::run(
                 config.discovery.clone(),
@@ -223,7 +253,7 @@ impl Node {
                     tracing::error!(%error, "admin listener failed");
                 }
             }),
-        ];
+        ]);
 
         let server = axum_server::Handle::new();
         let rustls_config =
@@ -251,6 +281,8 @@ impl Node {
             registry,
             cluster,
             readiness,
+            tenancy,
+            config_updates,
             draining,
             server,
             server_task,
@@ -292,6 +324,18 @@ impl Node {
     /// Whether `/readyz` would answer 200 now.
     pub fn is_ready(&self) -> bool {
         api::Readiness::readiness(self.readiness.as_ref()).ready
+    }
+
+    /// Tenant admission and spend (the usage path calls
+    /// [`tenancy::Tenancy::record_spend`]).
+    pub fn tenancy(&self) -> &tenancy::Tenancy {
+        &self.tenancy
+    }
+
+    /// The configurations applied so far (the start one, then each valid
+    /// reload). Subscribe with `.clone()`.
+    pub fn config_updates(&self) -> watch::Receiver<Arc<NodeConfig>> {
+        self.config_updates.clone()
     }
 
     /// The shared view and, in a cluster, the mesh.

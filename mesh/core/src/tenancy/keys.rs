@@ -245,7 +245,11 @@ impl KeyBook {
     /// node that made it). Entries with invalid names are skipped; new
     /// entries beyond [`MAX_RUNTIME_KEYS`] are dropped, except revocations
     /// of hashes we know.
-    pub fn merge(&mut self, entries: Vec<(KeyHash, KeyRecord)>, now_ms: u64) -> Result<bool, KeyError> {
+    pub fn merge(
+        &mut self,
+        entries: Vec<(KeyHash, KeyRecord)>,
+        now_ms: u64,
+    ) -> Result<bool, KeyError> {
         let mut changed = false;
         for (hash, remote) in entries {
             if validate_name("tenant", &remote.tenant, super::usage::MAX_TENANT_NAME_LEN).is_err()
@@ -291,7 +295,8 @@ mod tests {
     fn sync(from: &KeyBook, to: &mut KeyBook, now: u64) {
         for shard in 0..KEY_SHARDS {
             let bytes = from.encode_shard(shard).unwrap();
-            to.merge(KeyBook::decode_shard(&bytes).unwrap(), now).unwrap();
+            to.merge(KeyBook::decode_shard(&bytes).unwrap(), now)
+                .unwrap();
         }
     }
 
@@ -307,7 +312,10 @@ mod tests {
         sync(&b, &mut a, 1_020);
         assert!(a.get(&hash(1)).unwrap().revoked);
         assert_eq!(a.get(&hash(1)), b.get(&hash(1)));
-        assert_eq!(b.add(hash(1), "acme", "gold", 1_030), Err(KeyError::Revoked));
+        assert_eq!(
+            b.add(hash(1), "acme", "gold", 1_030),
+            Err(KeyError::Revoked)
+        );
     }
 
     #[test]
@@ -327,14 +335,21 @@ mod tests {
         sync(&c, &mut ba, 30);
         sync(&a, &mut ba, 30);
         sync(&ba, &mut ab, 31);
-        let dump = |k: &KeyBook| k.entries().map(|(h, r)| (*h, r.clone())).collect::<Vec<_>>();
+        let dump = |k: &KeyBook| {
+            k.entries()
+                .map(|(h, r)| (*h, r.clone()))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(dump(&ab), dump(&ba));
         assert_eq!(ab.get(&hash(1)).unwrap().tenant, "globex");
         let before = dump(&ab);
         ab.take_dirty();
         sync(&ba, &mut ab, 32);
         assert_eq!(dump(&ab), before);
-        assert!(ab.take_dirty().is_empty(), "a no-op merge must not republish");
+        assert!(
+            ab.take_dirty().is_empty(),
+            "a no-op merge must not republish"
+        );
     }
 
     #[test]
@@ -344,11 +359,16 @@ mod tests {
             let mut h = [0u8; 32];
             h[..8].copy_from_slice(&(i as u64).to_be_bytes());
             h[0] = (i % 16) as u8 * 16;
-            book.add(h, &"t".repeat(64), &"g".repeat(MAX_TIER_LEN), 1).unwrap();
+            book.add(h, &"t".repeat(64), &"g".repeat(MAX_TIER_LEN), 1)
+                .unwrap();
         }
-        assert_eq!(book.add(hash(0xff), "acme", "default", 2), Err(KeyError::Full));
+        assert_eq!(
+            book.add(hash(0xff), "acme", "default", 2),
+            Err(KeyError::Full)
+        );
         for shard in 0..KEY_SHARDS {
-            book.encode_shard(shard).expect("a full shard still fits a record");
+            book.encode_shard(shard)
+                .expect("a full shard still fits a record");
         }
         assert!(matches!(
             KeyBook::new(&node("b")).add(hash(1), "has space", "default", 1),

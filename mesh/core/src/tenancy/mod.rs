@@ -20,6 +20,6 @@ pub mod window;
 pub use keys::{KeyBook, KeyError, KeyHash, KeyRecord, MAX_RUNTIME_KEYS};
 pub use money::{MoneyError, NANO_USD_PER_USD, format_usd, parse_usd_nano};
 pub use usage::{
-    Decision, LimitKind, MAX_TENANTS, MAX_TENANT_NAME_LEN, Rejection, TenantLimits, UsageBook,
+    Decision, LimitKind, MAX_TENANT_NAME_LEN, MAX_TENANTS, Rejection, TenantLimits, UsageBook,
     UsageError, UsageRecord,
 };

@@ -34,8 +34,7 @@ pub fn parse_usd_nano(text: &str) -> Result<u64, MoneyError> {
     if whole.is_empty() && fraction.is_empty() {
         return Err(malformed());
     }
-    if !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit())
-    {
+    if !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit()) {
         return Err(malformed());
     }
     if cleaned.contains('.') && fraction.is_empty() {

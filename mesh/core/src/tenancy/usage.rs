@@ -442,16 +442,29 @@ impl UsageBook {
 
     /// Cluster-wide use of each limit of `tenant` that is set:
     /// (kind, used, limit). Spend in nano-USD.
-    pub fn usage(&self, tenant: &str, limits: &TenantLimits, now_ms: u64) -> Vec<(LimitKind, u64, u64)> {
+    pub fn usage(
+        &self,
+        tenant: &str,
+        limits: &TenantLimits,
+        now_ms: u64,
+    ) -> Vec<(LimitKind, u64, u64)> {
         let empty = BTreeMap::new();
         let entries = self.tenants.get(tenant).unwrap_or(&empty);
         let totals = Totals::of(entries, &self.local, now_ms);
         let mut out = Vec::new();
         if let Some(limit) = limits.requests_per_minute {
-            out.push((LimitKind::RequestsPerMinute, totals.admitted, u64::from(limit)));
+            out.push((
+                LimitKind::RequestsPerMinute,
+                totals.admitted,
+                u64::from(limit),
+            ));
         }
         if let Some(limit) = limits.max_concurrent_jobs {
-            out.push((LimitKind::ConcurrentJobs, totals.in_flight, u64::from(limit)));
+            out.push((
+                LimitKind::ConcurrentJobs,
+                totals.in_flight,
+                u64::from(limit),
+            ));
         }
         if let Some(limit) = limits.spend_per_day_nano_usd {
             out.push((LimitKind::SpendPerDay, totals.day_spent, limit));
@@ -512,6 +525,11 @@ impl UsageBook {
         })
     }
 
+    /// Marks the local counts for re-publication.
+    pub fn set_dirty(&mut self) {
+        self.dirty = true;
+    }
+
     /// Whether local counts changed since the last call.
     pub fn take_dirty(&mut self) -> bool {
         std::mem::take(&mut self.dirty)
@@ -519,7 +537,12 @@ impl UsageBook {
 
     /// Merges `origin`'s record (our own echo included: it restores counts
     /// after a restart, but never our in-flight gauge).
-    pub fn merge(&mut self, origin: &NodeId, record: UsageRecord, now_ms: u64) -> Result<(), UsageError> {
+    pub fn merge(
+        &mut self,
+        origin: &NodeId,
+        record: UsageRecord,
+        now_ms: u64,
+    ) -> Result<(), UsageError> {
         self.clock.observe(record.written, now_ms)?;
         let is_local = *origin == self.local;
         let mut present = BTreeSet::new();
@@ -592,8 +615,7 @@ impl Totals {
         for (node, entry) in entries {
             let usage = &entry.usage;
             totals.admitted += u64::from(usage.minute(minute).admitted);
-            if node == local
-                || now_ms.saturating_sub(entry.written.wall_ms) <= IN_FLIGHT_MAX_AGE_MS
+            if node == local || now_ms.saturating_sub(entry.written.wall_ms) <= IN_FLIGHT_MAX_AGE_MS
             {
                 totals.in_flight += u64::from(usage.in_flight);
             }

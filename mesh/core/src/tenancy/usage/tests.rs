@@ -30,7 +30,10 @@ fn gossip(books: &mut [UsageBook], now_ms: u64) {
         .iter_mut()
         .map(|b| {
             let bytes = b.encode_local(now_ms).expect("encode");
-            (b.local.clone(), UsageRecord::decode(&bytes).expect("decode"))
+            (
+                b.local.clone(),
+                UsageRecord::decode(&bytes).expect("decode"),
+            )
         })
         .collect();
     for book in books.iter_mut() {
@@ -99,7 +102,10 @@ fn with_gossip_the_overshoot_is_small_and_bounded() {
         admitted += u64::from(book.admit("acme", &limits, n, T0 + i).is_ok());
     }
     assert!(admitted <= 60 + bound, "{admitted}");
-    assert!(admitted >= 60, "{admitted}: the limit itself must be reachable");
+    assert!(
+        admitted >= 60,
+        "{admitted}: the limit itself must be reachable"
+    );
     gossip(&mut books, T0 + 400);
     let used = books[0].usage("acme", &limits, T0 + 400);
     assert_eq!(used[0], (LimitKind::RequestsPerMinute, admitted, 60));
@@ -176,7 +182,9 @@ fn spend_is_summed_across_nodes_per_day_and_month() {
     if super::super::window::month_index(tomorrow) == super::super::window::month_index(T0) {
         assert!(books[0].admit("acme", &limits, 2, tomorrow).is_ok());
         books[0].record_spend("acme", 5 * usd, tomorrow);
-        let rejection = books[0].admit("acme", &limits, 2, tomorrow + 1).unwrap_err();
+        let rejection = books[0]
+            .admit("acme", &limits, 2, tomorrow + 1)
+            .unwrap_err();
         assert_eq!(rejection.limit, LimitKind::SpendPerMonth);
     }
 }
