@@ -10,6 +10,7 @@
 //! | `DELETE /admin/blocklist/{orchestrator}` | unblocks it |
 //! | `GET /admin/events` | recent notable events, oldest first |
 //! | `GET /admin/pricing` | price caps, the ETH/USD rate and what routing filters out ([`PricingReport`]) |
+//! | `GET /admin/keys`, `POST /admin/keys`, `DELETE /admin/keys/{id}` | runtime API keys ([`keys`]; with [`admin_router_with_keys`]) |
 //! | `GET /admin/stats` | cumulative job counters for the dashboard ([`StatsReport`](crate::metrics::StatsReport)) |
 //! | `GET /admin/usage` | usage records as JSON lines, filtered ([`usage`]) |
 //! | `GET /metrics` | Prometheus text format 0.0.4 |
@@ -23,6 +24,7 @@
 
 mod error;
 mod events;
+pub mod keys;
 pub mod ports;
 pub mod pricing;
 pub mod report;
@@ -30,7 +32,7 @@ pub mod usage;
 
 use std::sync::Arc;
 
-use axum::extract::rejection::PathRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, Method, Uri, header};
 use axum::middleware::{self, Next};
@@ -78,8 +80,52 @@ impl std::fmt::Debug for AdminState {
 
 /// The admin router (see the module documentation for its routes).
 pub fn admin_router(state: AdminState) -> Router {
+    build_router(state, None)
+}
+
+/// The admin router plus the `/admin/keys` routes over `keys`, behind the
+/// same token check.
+pub fn admin_router_with_keys(state: AdminState, keys: Arc<dyn keys::KeyAdmin>) -> Router {
+    build_router(state, Some(keys))
+}
+
+fn build_router(state: AdminState, keys: Option<Arc<dyn keys::KeyAdmin>>) -> Router {
     let state = Arc::new(state);
-    Router::new()
+    let mut router = Router::new();
+    if let Some(keys) = keys {
+        let (list, create) = (keys.clone(), keys.clone());
+        router = router
+            .route(
+                "/admin/keys",
+                get(move || {
+                    let keys = list.clone();
+                    async move { Json(keys::KeysBody { keys: keys.list() }) }
+                })
+                .post(move |body: Result<Json<keys::NewKey>, JsonRejection>| {
+                    let keys = create.clone();
+                    async move {
+                        let Json(request) =
+                            body.map_err(|e| AdminError::InvalidKey(e.body_text()))?;
+                        let created = keys.create(request)?;
+                        tracing::info!(id = %created.row.id, tenant = %created.row.tenant, "API key created through the admin API");
+                        Ok::<_, AdminError>((axum::http::StatusCode::CREATED, Json(created)))
+                    }
+                }),
+            )
+            .route(
+                "/admin/keys/{id}",
+                axum::routing::delete(move |id: Result<Path<String>, PathRejection>| {
+                    let keys = keys.clone();
+                    async move {
+                        let Path(id) = id.map_err(|e| AdminError::InvalidKey(e.body_text()))?;
+                        let row = keys.revoke(&id)?;
+                        tracing::info!(id = %row.id, tenant = %row.tenant, "API key revoked through the admin API");
+                        Ok::<_, AdminError>(Json(row))
+                    }
+                }),
+            );
+    }
+    router
         .route("/admin/cluster", get(cluster))
         .route("/admin/orchestrators", get(orchestrators))
         .route("/admin/blocklist", get(blocklist))

@@ -154,6 +154,14 @@ pub enum ApiError {
     /// Unknown or expired media id.
     #[error("media not found or expired")]
     MediaNotFound,
+    /// The caller's tenant is over one of its limits (429).
+    #[error("tenant limit {} exceeded; retry in {retry_after_secs} s", .limit.as_str())]
+    LimitExceeded {
+        /// Which limit.
+        limit: mesh_core::tenancy::LimitKind,
+        /// Seconds until the limit's window frees (`Retry-After`).
+        retry_after_secs: u64,
+    },
     /// The job itself failed.
     #[error(transparent)]
     Job(#[from] JobError),
@@ -161,6 +169,15 @@ pub enum ApiError {
     /// charged and not answered with 200.
     #[error("{0}")]
     UsageUnavailable(String),
+}
+
+impl From<crate::ports::LimitExceeded> for ApiError {
+    fn from(exceeded: crate::ports::LimitExceeded) -> Self {
+        Self::LimitExceeded {
+            limit: exceeded.limit,
+            retry_after_secs: exceeded.retry_after_secs.max(1),
+        }
+    }
 }
 
 fn describe_issues(issues: &[FieldIssue]) -> String {
@@ -191,6 +208,7 @@ impl ApiError {
             | Self::MediaNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::UsageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::LimitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Job(job) => match job {
                 JobError::NoCapableOrchestrator { .. }
                 | JobError::AttemptsExhausted { .. }
@@ -219,6 +237,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::MediaNotFound => "media_not_found",
             Self::UsageUnavailable(_) => "usage_log_unavailable",
+            Self::LimitExceeded { .. } => "tenant_limit_exceeded",
             Self::Job(job) => match job {
                 JobError::NoCapableOrchestrator { .. } => "no_capable_orchestrator",
                 JobError::AttemptsExhausted { .. } => "attempts_exhausted",
@@ -248,10 +267,18 @@ impl IntoResponse for ApiError {
             Self::Validation(issues) => json!(issues),
             _ => json!({ "msg": message }),
         };
-        let body = json!({
+        let mut body = json!({
             "detail": detail,
             "error": { "message": message, "code": self.code() },
         });
+        if let Self::LimitExceeded {
+            limit,
+            retry_after_secs,
+        } = &self
+        {
+            body["error"]["limit"] = json!(limit.as_str());
+            body["error"]["retry_after_secs"] = json!(retry_after_secs);
+        }
         let mut response = (status, Json(body)).into_response();
         let headers = response.headers_mut();
         match &self {
@@ -263,6 +290,11 @@ impl IntoResponse for ApiError {
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer error=\"invalid_token\""),
                 );
+            }
+            Self::LimitExceeded {
+                retry_after_secs, ..
+            } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
             Self::Job(JobError::Draining) => {
                 headers.insert(
@@ -308,6 +340,31 @@ mod tests {
         }
         let internal = ApiError::Job(JobError::Internal("db password wrong".into()));
         assert!(!internal.public_message().contains("password"));
+    }
+
+    #[tokio::test]
+    async fn limits_answer_429_with_retry_after_and_the_limit_named() {
+        use mesh_core::tenancy::LimitKind;
+        for limit in LimitKind::ALL {
+            let error = ApiError::from(crate::ports::LimitExceeded {
+                limit,
+                retry_after_secs: 0,
+            });
+            let response = error.into_response();
+            assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+            let bytes = axum::body::to_bytes(response.into_body(), 4096)
+                .await
+                .expect("body");
+            let body: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+            assert_eq!(body["error"]["code"], "tenant_limit_exceeded");
+            assert_eq!(body["error"]["limit"], limit.as_str());
+            assert!(
+                body["detail"]["msg"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(limit.as_str()))
+            );
+        }
     }
 
     #[test]

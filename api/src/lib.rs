@@ -22,7 +22,7 @@
 //!   the dual error envelope `{"detail":{"msg"},"error":{"message","code"}}`.
 //! - [`config`]: [`ApiConfig`] (body limits, deadline, base URL, pipelines).
 //! - [`ports`]: what the API needs from the gateway (`JobRunner`,
-//!   `MediaStore`, `Readiness`, `Authenticator`).
+//!   `MediaStore`, `Readiness`, `Authenticator`, `Admission`).
 //!
 //! ## Headers
 //! Every response carries `x-request-id` (the client's own when it is 1–128
@@ -43,16 +43,16 @@ pub mod validate;
 
 use std::sync::Arc;
 
-pub use admin::{AdminState, admin_router};
+pub use admin::{AdminState, admin_router, admin_router_with_keys};
 pub use config::{ApiConfig, ConfigError};
 pub use error::{ApiError, FieldIssue};
 pub use metrics::Metrics;
 pub use routes::{RequestId, public_router};
 
 pub use ports::{
-    Authenticator, Billing, Caller, CapabilityCatalog, JobOutput, JobRunner, JobUsage, MediaObject,
-    MediaStore, NoBilling, Readiness, ReadinessReport, RequestContext, UsageExport, UsageFilter,
-    UsageUnavailable,
+    Admission, AdmissionPermit, Authenticator, Billing, Caller, CapabilityCatalog, JobOutput,
+    JobRunner, JobUsage, LimitExceeded, MediaObject, MediaStore, NoBilling, Readiness,
+    ReadinessReport, RequestContext, Unlimited, UsageExport, UsageFilter, UsageUnavailable,
 };
 
 /// Everything the public router's handlers share. [`public_router`] puts it
@@ -69,6 +69,8 @@ pub struct PublicState {
     pub authenticator: Arc<dyn Authenticator>,
     /// Prices jobs and keeps their usage records ([`NoBilling`]: free).
     pub billing: Arc<dyn Billing>,
+    /// Tenant limits ([`Unlimited`] for none).
+    pub admission: Arc<dyn Admission>,
     /// Limits, deadline, base URL, offered pipelines.
     pub config: ApiConfig,
     /// The operator's capability declaration (`None`: every pipeline of

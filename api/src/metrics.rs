@@ -137,6 +137,8 @@ struct Inner {
     forwards: Family<ForwardLabels, Counter>,
     tenant_requests: Family<TenantLabels, Counter>,
     tenant_rejections: Family<TenantLimitLabels, Counter>,
+    tenant_usage_ratio: Family<TenantLimitLabels, FloatGauge>,
+    config_reloads: Family<ReloadLabels, Counter>,
     http_requests: Family<HttpLabels, Counter>,
     usage: usage::UsageMetrics,
     models: BoundedLabels,
@@ -192,6 +194,8 @@ impl Metrics {
         let forwards = Family::default();
         let tenant_requests = Family::default();
         let tenant_rejections = Family::default();
+        let tenant_usage_ratio = Family::<TenantLimitLabels, FloatGauge>::default();
+        let config_reloads = Family::<ReloadLabels, Counter>::default();
         let http_requests = Family::default();
 
         registry.register(
@@ -305,6 +309,16 @@ impl Metrics {
             tenant_rejections.clone(),
         );
         registry.register(
+            "tenant_usage_ratio",
+            "Cluster-wide use of a tenant limit in its current window, as a fraction of the limit",
+            tenant_usage_ratio.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Configuration reloads by result (applied or rejected)",
+            config_reloads.clone(),
+        );
+        registry.register(
             "http_requests",
             "HTTP requests by route template and status code",
             http_requests.clone(),
@@ -338,6 +352,8 @@ impl Metrics {
                 forwards,
                 tenant_requests,
                 tenant_rejections,
+                tenant_usage_ratio,
+                config_reloads,
                 http_requests,
                 usage,
                 models: BoundedLabels::new(MAX_MODEL_LABELS),
@@ -699,6 +715,30 @@ impl Metrics {
             .inc();
     }
 
+    /// Cluster-wide use of a limit in its current window:
+    /// `gatemesh_tenant_usage_ratio{tenant,limit}` (1.0 = at the limit).
+    pub fn set_tenant_usage_ratio(&self, tenant: &str, limit: TenantLimit, ratio: f64) {
+        let tenant = self.inner.tenants.admit(tenant);
+        self.inner
+            .tenant_usage_ratio
+            .get_or_create(&TenantLimitLabels {
+                tenant,
+                limit: limit.as_str(),
+            })
+            .set(ratio);
+    }
+
+    /// A configuration reload: `gatemesh_config_reloads_total{result}`
+    /// (`applied` or `rejected`).
+    pub fn record_config_reload(&self, applied: bool) {
+        self.inner
+            .config_reloads
+            .get_or_create(&ReloadLabels {
+                result: if applied { "applied" } else { "rejected" },
+            })
+            .inc();
+    }
+
     // ---- http ----
 
     /// One HTTP response: `gatemesh_http_requests_total{route,status}`.
@@ -951,6 +991,11 @@ struct TenantLabels {
 struct TenantLimitLabels {
     tenant: String,
     limit: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    result: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -219,3 +219,73 @@ pub struct UsageFilter {
     /// Most records returned (default and cap in [`crate::billing`]).
     pub limit: Option<usize>,
 }
+/// Tenant limits: decides whether an authenticated request may start.
+/// `node` implements it over the cluster-wide usage counters; it must be
+/// fast (no I/O, no lock held across an await).
+pub trait Admission: Send + Sync + 'static {
+    /// Admits one request of `caller` for `pipeline`, or says which limit
+    /// it is over. The permit holds a concurrent-job slot until dropped.
+    fn admit(
+        &self,
+        caller: &Caller,
+        pipeline: mesh_core::Pipeline,
+    ) -> Result<AdmissionPermit, LimitExceeded>;
+}
+
+/// A request over one of its tenant's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitExceeded {
+    /// Which limit.
+    pub limit: mesh_core::tenancy::LimitKind,
+    /// Seconds until the limit's window frees (`Retry-After`), at least 1.
+    pub retry_after_secs: u64,
+}
+
+/// An admitted request's slot; dropping it ends the slot (the job ended).
+pub struct AdmissionPermit {
+    release: Option<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+impl AdmissionPermit {
+    /// A permit that runs `release` when dropped.
+    pub fn new(release: impl FnOnce() + Send + Sync + 'static) -> Self {
+        Self {
+            release: Some(Box::new(release)),
+        }
+    }
+
+    /// A permit that holds nothing.
+    pub fn unlimited() -> Self {
+        Self { release: None }
+    }
+}
+
+impl Drop for AdmissionPermit {
+    fn drop(&mut self) {
+        if let Some(release) = self.release.take() {
+            release();
+        }
+    }
+}
+
+impl std::fmt::Debug for AdmissionPermit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdmissionPermit")
+            .field("holds_slot", &self.release.is_some())
+            .finish()
+    }
+}
+
+/// Admits everything (no tenant limits).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unlimited;
+
+impl Admission for Unlimited {
+    fn admit(
+        &self,
+        _caller: &Caller,
+        _pipeline: mesh_core::Pipeline,
+    ) -> Result<AdmissionPermit, LimitExceeded> {
+        Ok(AdmissionPermit::unlimited())
+    }
+}

@@ -390,7 +390,7 @@ async fn metrics_expose_recorded_samples_and_the_view() {
         "gatemesh_mesh_view_staleness_seconds{origin=\"fra-1\"} 0.3",
         "gatemesh_mesh_forwards_total{direction=\"out\",outcome=\"success\"} 1",
         "gatemesh_tenant_requests_total{tenant=\"acme\"} 1",
-        "gatemesh_tenant_limit_rejections_total{tenant=\"acme\",limit=\"rate\"} 1",
+        "gatemesh_tenant_limit_rejections_total{tenant=\"acme\",limit=\"requests_per_minute\"} 1",
         "gatemesh_http_requests_total{route=\"/text-to-image\",status=\"200\"} 1",
         "gatemesh_view_orchestrators{status=\"degraded\"} 1",
         "gatemesh_jobs_in_flight 1",

@@ -144,6 +144,7 @@ fn router_with(runner: Arc<FakeRunner>, config: ApiConfig, ready: bool) -> Route
         readiness: Arc::new(FakeReadiness(ready)),
         authenticator: Arc::new(FakeAuth),
         billing: Arc::new(api::NoBilling),
+        admission: Arc::new(api::Unlimited),
         config,
         capabilities: None,
     })

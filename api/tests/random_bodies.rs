@@ -209,6 +209,7 @@ proptest! {
             readiness: Arc::new(Ready),
             authenticator: Arc::new(AnyKey),
             billing: Arc::new(api::NoBilling),
+            admission: Arc::new(api::Unlimited),
             config: ApiConfig::default(),
             capabilities: None,
         });

@@ -26,6 +26,10 @@ pub struct NodeConfig {
     /// API keys of the applications allowed to call the public API.
     #[serde(default)]
     pub keys: Vec<KeyEntry>,
+    /// Per-tenant limits, held across the whole cluster (see
+    /// `mesh_core::tenancy::usage`). Tenants without an entry are unlimited.
+    #[serde(default)]
+    pub tenants: Vec<TenantEntry>,
     /// Where orchestrators come from and how often they are asked.
     #[serde(default)]
     pub discovery: DiscoverySection,
@@ -60,6 +64,59 @@ pub struct NodeConfig {
     /// What applications are charged, per pipeline/model/tier.
     #[serde(default)]
     pub rate_cards: Vec<crate::usage::RateCardEntry>,
+    /// The file this configuration was loaded from ([`NodeConfig::load`]);
+    /// the node watches it for hot reloads. `None` when parsed from text.
+    #[serde(skip)]
+    pub source_path: Option<PathBuf>,
+}
+
+/// One `[[tenants]]` entry: a tenant's limits. Money is an exact decimal
+/// USD string (`"50"`, `"0.25"`), held as nano-USD.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantEntry {
+    /// The tenant, as named by `[[keys]]` and admin-created keys.
+    pub name: String,
+    /// Requests admitted per UTC minute, cluster-wide (fixed window).
+    pub requests_per_minute: Option<u32>,
+    /// Jobs running at once: exact on each node, cluster-wide best effort.
+    pub max_concurrent_jobs: Option<u32>,
+    /// Spend per UTC day in USD, cluster-wide.
+    pub spend_per_day_usd: Option<String>,
+    /// Spend per UTC month in USD, cluster-wide.
+    pub spend_per_month_usd: Option<String>,
+    /// Share (0–100 %) of `requests_per_minute` that is not reserved per
+    /// node but shared; the cluster-wide overshoot is at most
+    /// (nodes − 1) × this share (see docs/operations.md).
+    #[serde(default = "default_rate_pool_percent")]
+    pub rate_pool_percent: u8,
+}
+
+impl TenantEntry {
+    /// The limits in integer units.
+    pub fn limits(&self) -> Result<mesh_core::tenancy::TenantLimits, ConfigError> {
+        let money = |field: &str, value: &Option<String>| {
+            value
+                .as_deref()
+                .map(mesh_core::tenancy::parse_usd_nano)
+                .transpose()
+                .map_err(|e| ConfigError::Invalid(format!("tenants {:?}: {field}: {e}", self.name)))
+        };
+        Ok(mesh_core::tenancy::TenantLimits {
+            requests_per_minute: self.requests_per_minute,
+            max_concurrent_jobs: self.max_concurrent_jobs,
+            spend_per_day_nano_usd: money("spend_per_day_usd", &self.spend_per_day_usd)?,
+            spend_per_month_nano_usd: money("spend_per_month_usd", &self.spend_per_month_usd)?,
+            rate_pool_percent: self.rate_pool_percent,
+        })
+    }
+}
+
+/// A fifth of the rate limit is shared, four fifths reserved per node: a
+/// tenant moving between regions still gets a useful rate at once, and the
+/// overshoot stays (nodes − 1) × 20 % of the limit at worst.
+fn default_rate_pool_percent() -> u8 {
+    20
 }
 
 /// `[cluster]`: certificate files issued by `gatemesh certs`.
@@ -259,13 +316,15 @@ impl NodeConfig {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text).map_err(|error| match error {
+        let mut config = Self::parse(&text).map_err(|error| match error {
             ConfigError::Parse { source, .. } => ConfigError::Parse {
                 path: path.to_owned(),
                 source,
             },
             other => other,
-        })
+        })?;
+        config.source_path = Some(path.to_owned());
+        Ok(config)
     }
 
     /// Parses and validates TOML text.
@@ -276,6 +335,50 @@ impl NodeConfig {
         })?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Every tenant's limits, by tenant name.
+    pub fn tenant_limits(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, mesh_core::tenancy::TenantLimits>, ConfigError>
+    {
+        let mut limits = std::collections::BTreeMap::new();
+        for entry in &self.tenants {
+            if limits.insert(entry.name.clone(), entry.limits()?).is_some() {
+                return Err(ConfigError::Invalid(format!(
+                    "tenants {:?} is listed twice",
+                    entry.name
+                )));
+            }
+        }
+        Ok(limits)
+    }
+
+    /// The settings that differ from `old` but only take effect after a
+    /// restart (listeners, identity, mesh, logging).
+    pub fn needs_restart(&self, old: &Self) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        let differs =
+            |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+        if differs(&self.node, &old.node) {
+            changed.push("node");
+        }
+        if differs(&self.http, &old.http) {
+            changed.push("http");
+        }
+        if self.admin.listen_addr != old.admin.listen_addr || self.admin.token != old.admin.token {
+            changed.push("admin");
+        }
+        if differs(&self.cluster, &old.cluster) {
+            changed.push("cluster");
+        }
+        if differs(&self.mesh, &old.mesh) {
+            changed.push("mesh");
+        }
+        if differs(&self.log, &old.log) {
+            changed.push("log");
+        }
+        changed
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -336,6 +439,27 @@ impl NodeConfig {
         crate::offer::Policy::compile(self).map_err(ConfigError::Invalid)?;
         crate::usage::validate_config(&self.usage, &self.rate_cards)
             .map_err(ConfigError::Invalid)?;
+        if self.tenants.len() > mesh_core::tenancy::MAX_TENANTS {
+            return Err(ConfigError::Invalid(format!(
+                "at most {} [[tenants]] entries",
+                mesh_core::tenancy::MAX_TENANTS
+            )));
+        }
+        for entry in &self.tenants {
+            mesh_core::tenancy::keys::validate_name(
+                "tenants.name",
+                &entry.name,
+                mesh_core::tenancy::MAX_TENANT_NAME_LEN,
+            )
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            if entry.rate_pool_percent > 100 {
+                return Err(ConfigError::Invalid(format!(
+                    "tenants {:?}: rate_pool_percent must be 0–100",
+                    entry.name
+                )));
+            }
+        }
+        self.tenant_limits()?;
         for entry in &self.keys {
             if entry.key.len() < MIN_KEY_LEN {
                 return Err(ConfigError::Invalid(format!(

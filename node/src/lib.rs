@@ -15,7 +15,10 @@
 //! - [`jobs`]: pick, send, classify, retry and fail over; media re-hosting.
 //! - [`media`]: the bounded, expiring store of re-hosted results.
 //! - [`admin`]: the admin API's port over the cluster view.
-//! - [`auth`]: API keys, held as hashes.
+//! - [`auth`]: API keys, held as hashes; configured plus runtime keys.
+//! - [`tenancy`]: tenant limits (admission), spend, and the replication of
+//!   usage counters and runtime keys.
+//! - [`reload`]: configuration hot reload (SIGHUP, file watch).
 //! - [`tls`]: certificate files or a self-signed certificate.
 //! - [`usage`]: rate cards, the durable usage log, its export and HTTP sink.
 //! - [`telemetry`]: logging set-up.
@@ -36,7 +39,9 @@ pub mod jobs;
 pub mod media;
 pub mod offer;
 pub mod registry;
+pub mod reload;
 pub mod telemetry;
+pub mod tenancy;
 pub mod tls;
 pub mod usage;
 
@@ -101,6 +106,8 @@ pub struct Node {
     cluster: Cluster,
     readiness: Arc<NodeReadiness>,
     usage: usage::UsageService,
+    tenancy: tenancy::Tenancy,
+    config_updates: watch::Receiver<Arc<NodeConfig>>,
     draining: Arc<std::sync::atomic::AtomicBool>,
     server: axum_server::Handle<SocketAddr>,
     server_task: JoinHandle<Result<(), RunError>>,
@@ -219,26 +226,64 @@ impl Node {
             max_info_age_ms: config.discovery.info_refresh_ms.saturating_mul(3) + 5_000,
             draining: draining.clone(),
         });
+        let keys = Arc::new(KeyStore::new(cluster.node(), &config.keys));
+        let tenancy = tenancy::Tenancy::new(cluster.clone(), keys.clone(), &config);
+        let mut background = tenancy.spawn(stop_rx.clone());
+        // Hot reload: the file the config came from, if any. Subsystems
+        // follow `config_updates` (one `apply(&config)` each).
+        let (config_updates, reload_task) = match &config.source_path {
+            Some(path) => {
+                let (updates, task) = reload::spawn(
+                    path.clone(),
+                    Arc::new(config.clone()),
+                    metrics.clone(),
+                    stop_rx.clone(),
+                );
+                (updates, Some(task))
+            }
+            None => (watch::channel(Arc::new(config.clone())).1, None),
+        };
+        background.extend(reload_task);
+        background.push(tenancy.follow(config_updates.clone()));
+        background.push(follow_reloads(
+            config_updates.clone(),
+            offering.clone(),
+            usage.clone(),
+        ));
+        // Charged jobs count against their tenant's spend limits once their
+        // usage record is durable.
+        {
+            let tenancy = tenancy.clone();
+            usage.observe(Arc::new(move |record: &mesh_core::billing::UsageRecord| {
+                if record.cost_nano_usd > 0 {
+                    tenancy.record_spend(&record.tenant, record.cost_nano_usd);
+                }
+            }));
+        }
         let state = api::PublicState {
             jobs: Arc::new(executor.clone()),
             media,
             readiness: readiness.clone(),
-            authenticator: Arc::new(KeyStore::new(&config.keys)),
+            authenticator: keys.clone(),
             billing: Arc::new(usage.clone()),
+            admission: Arc::new(tenancy.clone()),
             config: config.api.clone(),
             capabilities: Some(catalog.clone()),
         };
         let router = api::metrics::with_http_metrics(api::public_router(state), metrics.clone());
-        let admin_router = api::admin_router(api::AdminState {
-            cluster: admin::NodeAdmin::new(cluster.clone()),
-            events: cluster.events(),
-            metrics: metrics.clone(),
-            token: config.admin.token.clone(),
-            offer: Some(catalog),
-            usage: usage
-                .log()
-                .map(|_| Arc::new(usage.clone()) as Arc<dyn api::UsageExport>),
-        });
+        let admin_router = api::admin_router_with_keys(
+            api::AdminState {
+                cluster: admin::NodeAdmin::new(cluster.clone()),
+                events: cluster.events(),
+                metrics: metrics.clone(),
+                token: config.admin.token.clone(),
+                offer: Some(catalog),
+                usage: usage
+                    .log()
+                    .map(|_| Arc::new(usage.clone()) as Arc<dyn api::UsageExport>),
+            },
+            keys,
+        );
 
         let refresh_now = Arc::new(Notify::new());
         let mut admin_stop = stop_rx.clone();
@@ -248,7 +293,7 @@ impl Node {
             Duration::from_millis(config.discovery.get_orchestrator_timeout_ms),
             stop_rx.clone(),
         );
-        let mut background = vec![
+        background.extend([
             tokio::spawn(probe),
             tokio::spawn(offer::run_price_feed(offering.clone(), stop_rx.clone())),
             tokio::spawn(discovery::run(
@@ -268,7 +313,7 @@ impl Node {
                     tracing::error!(%error, "admin listener failed");
                 }
             }),
-        ];
+        ]);
 
         if let (Some(url), Some(log)) = (&config.usage.sink_url, usage.log()) {
             background.push(tokio::spawn(usage::sink::run(
@@ -314,6 +359,8 @@ impl Node {
             cluster,
             readiness,
             usage,
+            tenancy,
+            config_updates,
             draining,
             server,
             server_task,
@@ -369,6 +416,18 @@ impl Node {
     /// spend counters.
     pub fn usage(&self) -> &usage::UsageService {
         &self.usage
+    }
+
+    /// Tenant admission and spend (the usage path calls
+    /// [`tenancy::Tenancy::record_spend`]).
+    pub fn tenancy(&self) -> &tenancy::Tenancy {
+        &self.tenancy
+    }
+
+    /// The configurations applied so far (the start one, then each valid
+    /// reload). Subscribe with `.clone()`.
+    pub fn config_updates(&self) -> watch::Receiver<Arc<NodeConfig>> {
+        self.config_updates.clone()
     }
 
     /// The shared view and, in a cluster, the mesh.
@@ -529,4 +588,26 @@ async fn start_cluster(
     .await
     .map_err(|e| RunError::Mesh(e.to_string()))?;
     Ok(Cluster::with_mesh(handle, metrics, stop))
+}
+
+/// Applies each reloaded configuration to the price caps and capability
+/// declaration and to the rate cards; a part that does not compile keeps its
+/// running value (the reload itself was already validated).
+fn follow_reloads(
+    mut configs: watch::Receiver<Arc<NodeConfig>>,
+    offering: Arc<offer::Offering>,
+    usage: usage::UsageService,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        while configs.changed().await.is_ok() {
+            let config = configs.borrow_and_update().clone();
+            if let Err(error) = offering.apply(&config) {
+                tracing::warn!(%error, "reload: price caps and offer kept");
+            }
+            match usage::rate_cards_from_config(&config.rate_cards) {
+                Ok(cards) => usage.apply(cards),
+                Err(error) => tracing::warn!(%error, "reload: rate cards kept"),
+            }
+        }
+    })
 }

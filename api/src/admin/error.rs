@@ -19,6 +19,15 @@ pub enum AdminError {
     /// The blocklist is at its size limit.
     #[error("the blocklist is full")]
     BlocklistFull,
+    /// A key request is malformed (body, tenant, tier or key).
+    #[error("invalid key request: {0}")]
+    InvalidKey(String),
+    /// No key with this id.
+    #[error("no key with id {0}")]
+    KeyNotFound(String),
+    /// The key conflicts with the key book (revoked, already present, full).
+    #[error("{0}")]
+    KeyConflict(String),
     /// The node cannot do it right now (e.g. shutting down).
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -38,8 +47,11 @@ impl AdminError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::InvalidOrchestrator(_) | Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
-            Self::BlocklistFull => StatusCode::CONFLICT,
+            Self::InvalidOrchestrator(_) | Self::InvalidQuery(_) | Self::InvalidKey(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::BlocklistFull | Self::KeyConflict(_) => StatusCode::CONFLICT,
+            Self::KeyNotFound(_) => StatusCode::NOT_FOUND,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -52,6 +64,9 @@ impl AdminError {
             Self::Unauthorized => "invalid_admin_token",
             Self::InvalidOrchestrator(_) => "invalid_orchestrator",
             Self::BlocklistFull => "blocklist_full",
+            Self::InvalidKey(_) => "invalid_key_request",
+            Self::KeyNotFound(_) => "key_not_found",
+            Self::KeyConflict(_) => "key_conflict",
             Self::Unavailable(_) => "unavailable",
             Self::NotFound(_) => "not_found",
             Self::InvalidQuery(_) => "invalid_query",

@@ -187,16 +187,30 @@ label_enum!(
 label_enum!(
     /// Which tenant limit rejected a request.
     TenantLimit {
-        /// Requests per second.
-        Rate => "rate",
-        /// Concurrent requests.
-        Concurrency => "concurrency",
-        /// Usage quota (units or spend).
-        Quota => "quota",
+        /// Requests per minute, cluster-wide.
+        RequestsPerMinute => "requests_per_minute",
+        /// Concurrent jobs.
+        ConcurrentJobs => "concurrent_jobs",
+        /// Spend per UTC day.
+        SpendPerDay => "spend_per_day",
+        /// Spend per UTC month.
+        SpendPerMonth => "spend_per_month",
         /// Price cap.
         Price => "price",
     }
 );
+
+impl From<mesh_core::tenancy::LimitKind> for TenantLimit {
+    fn from(kind: mesh_core::tenancy::LimitKind) -> Self {
+        use mesh_core::tenancy::LimitKind as K;
+        match kind {
+            K::RequestsPerMinute => Self::RequestsPerMinute,
+            K::ConcurrentJobs => Self::ConcurrentJobs,
+            K::SpendPerDay => Self::SpendPerDay,
+            K::SpendPerMonth => Self::SpendPerMonth,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -19,7 +19,7 @@ use mesh_core::{Attribution, BodyKind, Fault, JobError, JobSpec, Pipeline};
 use crate::PublicState;
 use crate::billing::{self, COST_HEADER};
 use crate::error::ApiError;
-use crate::ports::{Caller, JobOutput, JobUsage, RequestContext};
+use crate::ports::{AdmissionPermit, Caller, JobOutput, JobUsage, RequestContext};
 use crate::routes::RequestId;
 use crate::validate;
 
@@ -102,6 +102,18 @@ pub(crate) struct ParsedJob {
     pub(crate) job: JobSpec,
     /// The request's head (headers, URI).
     pub(crate) parts: axum::http::request::Parts,
+    /// The tenant-limit slot of a job that will run (`None` for a quote).
+    pub(crate) permit: Option<AdmissionPermit>,
+}
+
+/// Whether a parsed request will run (and so counts against the tenant's
+/// limits) or is only priced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Intent {
+    /// A job: admitted against the tenant's limits.
+    Run,
+    /// A quote: priced, never admitted or counted.
+    Quote,
 }
 
 /// Checks that the pipeline is offered, authenticates, reads the body within
@@ -111,6 +123,7 @@ pub(crate) async fn parse(
     state: &PublicState,
     pipeline: Pipeline,
     request: Request,
+    intent: Intent,
 ) -> Result<ParsedJob, ApiError> {
     if !pipeline.is_batch()
         || !state.config.offers(pipeline)
@@ -123,6 +136,13 @@ pub(crate) async fn parse(
     }
     let (parts, body) = request.into_parts();
     let caller = authenticate(state, &parts.headers)?;
+    // Tenant limits, before the body is read: a tenant over its limit costs
+    // us no more than the headers. The permit holds a concurrent-job slot
+    // until the job's response (or stream) ends.
+    let permit = match intent {
+        Intent::Run => Some(state.admission.admit(&caller, pipeline)?),
+        Intent::Quote => None,
+    };
 
     let kind = pipeline.body_kind();
     let content_type = parts
@@ -178,7 +198,12 @@ pub(crate) async fn parse(
             model_id: job.model_id.chars().take(200).collect(),
         });
     }
-    Ok(ParsedJob { caller, job, parts })
+    Ok(ParsedJob {
+        caller,
+        job,
+        parts,
+        permit,
+    })
 }
 
 async fn run(
@@ -189,7 +214,12 @@ async fn run(
     facts: &mut JobFacts,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let ParsedJob { caller, job, parts } = parse(state, pipeline, request).await?;
+    let ParsedJob {
+        caller,
+        job,
+        parts,
+        permit,
+    } = parse(state, pipeline, request, Intent::Run).await?;
     facts.model_id = Some(job.model_id.clone());
     let request_facts = billing::request_facts(&job)?;
     let quote = state
@@ -247,6 +277,7 @@ async fn run(
             response
                 .headers_mut()
                 .insert(COST_HEADER, HeaderValue::from(cost));
+            drop(permit);
             Ok(response)
         }
         JobOutput::Stream {
@@ -285,7 +316,11 @@ async fn run(
                 .filter_map(|item| std::future::ready(item.ok()));
             let stream = futures_util::stream::iter(first)
                 .chain(rest)
-                .map(Ok::<Bytes, std::convert::Infallible>);
+                .map(move |chunk| {
+                    // The slot lasts as long as the stream.
+                    let _slot = &permit;
+                    Ok::<Bytes, std::convert::Infallible>(chunk)
+                });
             let mut response = (
                 StatusCode::OK,
                 [

@@ -88,7 +88,7 @@ pub(crate) async fn quote_like_job(
     let pipeline: Pipeline = name
         .parse()
         .map_err(|_| ApiError::NotFound(format!("/v1/quote/{}", short(&name))))?;
-    let parsed = jobs::parse(&state, pipeline, request).await?;
+    let parsed = jobs::parse(&state, pipeline, request, jobs::Intent::Quote).await?;
     price(&state, &parsed.caller, &parsed.job)
 }
 

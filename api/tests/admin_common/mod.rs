@@ -362,7 +362,7 @@ pub fn record_every_metric(metrics: &Metrics) {
     metrics.record_gossip_bytes(Direction::In, 900);
     metrics.record_forward(Direction::Out, ForwardOutcome::Success);
     metrics.record_tenant_request("acme");
-    metrics.record_tenant_rejection("acme", TenantLimit::Rate);
+    metrics.record_tenant_rejection("acme", TenantLimit::RequestsPerMinute);
     metrics.record_http("/text-to-image", 200);
     // A flap: ejected at one refresh, usable at the next.
     let view = snapshot();

@@ -21,6 +21,8 @@
 //! - [`view`]: per-observer observation records (single writer, highest
 //!   version wins), the cluster-wide blocklist (`crdts::Orswot`), and
 //!   [`ViewSnapshot`], the per-orchestrator aggregate that routing reads.
+//! - [`tenancy`]: nano-USD money, time windows, cluster-wide per-tenant
+//!   usage counters and the admission decision, the runtime API-key CRDT.
 //! - [`route`]: `pick`, the pure routing function (filter, score, two random
 //!   choices, exploration, failover plan), and outlier ejection.
 //!
@@ -39,6 +41,7 @@ pub mod orchestrator;
 pub mod pipeline;
 pub mod pricing;
 pub mod route;
+pub mod tenancy;
 pub mod view;
 
 pub use capability::{Capabilities, CapabilityId, CapabilitySet, Incompatibility, ModelConstraint};
