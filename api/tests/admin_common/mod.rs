@@ -363,6 +363,8 @@ pub fn record_every_metric(metrics: &Metrics) {
     metrics.record_forward(Direction::Out, ForwardOutcome::Success);
     metrics.record_tenant_request("acme");
     metrics.record_tenant_rejection("acme", TenantLimit::RequestsPerMinute);
+    metrics.set_tenant_usage_ratio("acme", TenantLimit::RequestsPerMinute, 0.5);
+    metrics.record_config_reload(true);
     metrics.record_http("/text-to-image", 200);
     // A flap: ejected at one refresh, usable at the next.
     let view = snapshot();

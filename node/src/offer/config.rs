@@ -68,7 +68,7 @@ pub enum OverBudgetMode {
 pub type PoolsSection = BTreeMap<String, Vec<OrchestratorId>>;
 
 /// `[pricing]`: the most we pay orchestrators (go-livepeer's gateway flags).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PricingSection {
     /// `-maxPricePerUnit`: `<decimal>[currency]`, e.g. `"1200"` (wei) or
@@ -93,6 +93,21 @@ pub struct PricingSection {
     /// How often the feed is read. Default 60 s, minimum 1 s.
     #[serde(default = "default_price_feed_refresh_ms")]
     pub price_feed_refresh_ms: u64,
+}
+
+impl Default for PricingSection {
+    /// No caps, with the same defaults as an empty `[pricing]` table.
+    fn default() -> Self {
+        Self {
+            max_price_per_unit: None,
+            pixels_per_unit: default_pixels_per_unit(),
+            max_price_per_capability: None,
+            eth_usd: None,
+            price_feed_url: None,
+            price_feed_pointer: default_price_feed_pointer(),
+            price_feed_refresh_ms: default_price_feed_refresh_ms(),
+        }
+    }
 }
 
 fn default_pixels_per_unit() -> u64 {
