@@ -20,7 +20,9 @@
 //!   the dual error envelope `{"detail":{"msg"},"error":{"message","code"}}`.
 //! - [`config`]: [`ApiConfig`] (body limits, deadline, base URL, pipelines).
 //! - [`ports`]: what the API needs from the gateway (`JobRunner`,
-//!   `MediaStore`, `Readiness`, `Authenticator`).
+//!   `MediaStore`, `Readiness`, `Authenticator`, `OfferingSource`).
+//! - [`offering_router`]: `GET /v1/offering`, the signed marketplace
+//!   listing (public; merged into the public router when configured).
 //!
 //! ## Headers
 //! Every response carries `x-request-id` (the client's own when it is 1–128
@@ -46,9 +48,10 @@ pub use metrics::Metrics;
 pub use routes::{RequestId, public_router};
 
 pub use ports::{
-    Authenticator, Caller, JobOutput, JobRunner, MediaObject, MediaStore, Readiness,
-    ReadinessReport, RequestContext,
+    Authenticator, Caller, JobOutput, JobRunner, MediaObject, MediaStore, OfferingSource,
+    Readiness, ReadinessReport, RequestContext,
 };
+pub use routes::offering::offering_router;
 
 /// Everything the public router's handlers share. [`public_router`] puts it
 /// behind one `Arc`, so a request clones a pointer, not the config.

@@ -43,6 +43,8 @@ pub struct NodeConfig {
     pub cluster: Option<ClusterSection>,
     /// The QUIC mesh between nodes.
     pub mesh: Option<mesh::MeshConfig>,
+    /// The signed marketplace listing (`GET /v1/offering`); none without it.
+    pub offering: Option<crate::offering::OfferingConfig>,
 }
 
 /// `[cluster]`: certificate files issued by `gatemesh certs`.
@@ -274,6 +276,9 @@ impl NodeConfig {
         self.api
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if let Some(offering) = &self.offering {
+            offering.validate().map_err(ConfigError::Invalid)?;
+        }
         if self.http.tls_cert_path.is_some() != self.http.tls_key_path.is_some() {
             return Err(ConfigError::Invalid(
                 "http.tls_cert_path and http.tls_key_path must be given together".into(),

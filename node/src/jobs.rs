@@ -73,6 +73,8 @@ pub struct ExecutorParts {
     pub media_limits: MediaSection,
     /// Timeout of one session `GetOrchestrator`.
     pub rpc_timeout: Duration,
+    /// Live benchmarks for the offering (every client job is counted).
+    pub benchmarks: crate::offering::Benchmarks,
 }
 
 struct Inner {
@@ -87,6 +89,7 @@ struct Inner {
     rpc_timeout: Duration,
     permits: Arc<Semaphore>,
     draining: AtomicBool,
+    benchmarks: crate::offering::Benchmarks,
 }
 
 impl std::fmt::Debug for Executor {
@@ -148,6 +151,7 @@ impl Executor {
                 rpc_timeout: parts.rpc_timeout,
                 permits,
                 draining: AtomicBool::new(false),
+                benchmarks: parts.benchmarks,
             }),
         }
     }
@@ -569,6 +573,9 @@ impl JobRunner for Executor {
                 first_byte: result.is_ok().then_some(elapsed),
                 attempts: attribution.map_or(0, |a| a.attempts),
             });
+            this.inner
+                .benchmarks
+                .record(pipeline, &model, &result, elapsed);
             result
         })
     }

@@ -16,6 +16,7 @@
 //! - [`media`]: the bounded, expiring store of re-hosted results.
 //! - [`admin`]: the admin API's port over the cluster view.
 //! - [`auth`]: API keys, held as hashes.
+//! - [`offering`]: the signed marketplace listing and its live benchmarks.
 //! - [`tls`]: certificate files or a self-signed certificate.
 //! - [`telemetry`]: logging set-up.
 //! - [`demo`]: the embedded default (`gatemesh demo`).
@@ -33,6 +34,7 @@ pub mod discovery;
 pub mod forward;
 pub mod jobs;
 pub mod media;
+pub mod offering;
 pub mod registry;
 pub mod telemetry;
 pub mod tls;
@@ -79,6 +81,9 @@ pub enum RunError {
     /// The mesh could not start.
     #[error("mesh: {0}")]
     Mesh(String),
+    /// The offering's signing key could not be loaded.
+    #[error("offering: {0}")]
+    Offering(#[from] offering::key::KeyError),
 }
 
 /// A running node.
@@ -161,6 +166,20 @@ impl Node {
         })
         .map_err(|e| RunError::Client(e.to_string()))?;
         let media = Arc::new(MemoryMediaStore::new(config.media.clone()));
+        let benchmarks = offering::Benchmarks::new(
+            config.node.name.clone(),
+            config.node.region.clone(),
+            config
+                .offering
+                .as_ref()
+                .map_or(offering::config::DEFAULT_BENCHMARK_WINDOW_S, |o| {
+                    o.benchmark_window_s
+                })
+                * 1000,
+        );
+        if let Some(mesh) = cluster.mesh() {
+            benchmarks.spawn(mesh.clone(), stop_rx.clone());
+        }
         let executor = Executor::new(jobs::ExecutorParts {
             registry: registry.clone(),
             cluster: cluster.clone(),
@@ -170,6 +189,7 @@ impl Node {
             jobs: config.jobs.clone(),
             media_limits: config.media.clone(),
             rpc_timeout: Duration::from_millis(config.discovery.get_orchestrator_timeout_ms),
+            benchmarks: benchmarks.clone(),
         });
         if let Some(mesh) = cluster.mesh() {
             mesh.set_forward_handler(forward::handler(executor.clone(), public_base_url.clone()));
@@ -188,7 +208,11 @@ impl Node {
             authenticator: Arc::new(KeyStore::new(&config.keys)),
             config: config.api.clone(),
         };
-        let router = api::metrics::with_http_metrics(api::public_router(state), metrics.clone());
+        let mut public = api::public_router(state);
+        if let Some(offering) = offering::serve(&config, cluster.clone(), benchmarks)? {
+            public = public.merge(api::offering_router(offering));
+        }
+        let router = api::metrics::with_http_metrics(public, metrics.clone());
         let admin_router = api::admin_router(api::AdminState {
             cluster: admin::NodeAdmin::new(cluster.clone()),
             events: cluster.events(),

@@ -4,6 +4,7 @@
 pub mod health;
 pub mod jobs;
 pub mod media;
+pub mod offering;
 
 use std::sync::Arc;
 
