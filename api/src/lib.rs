@@ -22,7 +22,9 @@
 //!   the dual error envelope `{"detail":{"msg"},"error":{"message","code"}}`.
 //! - [`config`]: [`ApiConfig`] (body limits, deadline, base URL, pipelines).
 //! - [`ports`]: what the API needs from the gateway (`JobRunner`,
-//!   `MediaStore`, `Readiness`, `Authenticator`, `Admission`).
+//!   `MediaStore`, `Readiness`, `Authenticator`, `Admission`, `OfferingSource`).
+//! - [`offering_router`]: `GET /v1/offering`, the signed marketplace
+//!   listing (public; merged into the public router when configured).
 //!
 //! ## Headers
 //! Every response carries `x-request-id` (the client's own when it is 1–128
@@ -51,9 +53,11 @@ pub use routes::{RequestId, public_router};
 
 pub use ports::{
     Admission, AdmissionPermit, Authenticator, Billing, Caller, CapabilityCatalog, JobOutput,
-    JobRunner, JobUsage, LimitExceeded, MediaObject, MediaStore, NoBilling, Readiness,
-    ReadinessReport, RequestContext, Unlimited, UsageExport, UsageFilter, UsageUnavailable,
+    JobRunner, JobUsage, LimitExceeded, MediaObject, MediaStore, NoBilling, OfferingSource,
+    Readiness, ReadinessReport, RequestContext, Unlimited, UsageExport, UsageFilter,
+    UsageUnavailable,
 };
+pub use routes::offering::offering_router;
 
 /// Everything the public router's handlers share. [`public_router`] puts it
 /// behind one `Arc`, so a request clones a pointer, not the config.

@@ -289,3 +289,10 @@ impl Admission for Unlimited {
         Ok(AdmissionPermit::unlimited())
     }
 }
+
+/// The operator's signed marketplace listing (`GET /v1/offering`).
+pub trait OfferingSource: Send + Sync + 'static {
+    /// The response body: the signed envelope as JSON bytes (cached by the
+    /// implementation; called on every request).
+    fn signed_offering(&self) -> Result<Bytes, String>;
+}

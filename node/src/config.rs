@@ -64,6 +64,8 @@ pub struct NodeConfig {
     /// What applications are charged, per pipeline/model/tier.
     #[serde(default)]
     pub rate_cards: Vec<crate::usage::RateCardEntry>,
+    /// The signed marketplace listing (`GET /v1/offering`); none without it.
+    pub offering: Option<crate::offering::OfferingConfig>,
     /// The file this configuration was loaded from ([`NodeConfig::load`]);
     /// the node watches it for hot reloads. `None` when parsed from text.
     #[serde(skip)]
@@ -394,6 +396,9 @@ impl NodeConfig {
         self.api
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if let Some(offering) = &self.offering {
+            offering.validate().map_err(ConfigError::Invalid)?;
+        }
         if self.http.tls_cert_path.is_some() != self.http.tls_key_path.is_some() {
             return Err(ConfigError::Invalid(
                 "http.tls_cert_path and http.tls_key_path must be given together".into(),

@@ -75,6 +75,8 @@ pub struct ExecutorParts {
     pub rpc_timeout: Duration,
     /// The capability declaration and price caps (routing rules per job).
     pub offering: Arc<crate::offer::Offering>,
+    /// Live benchmarks for the offering (every client job is counted).
+    pub benchmarks: crate::offering::Benchmarks,
 }
 
 struct Inner {
@@ -90,6 +92,7 @@ struct Inner {
     offering: Arc<crate::offer::Offering>,
     permits: Arc<Semaphore>,
     draining: AtomicBool,
+    benchmarks: crate::offering::Benchmarks,
 }
 
 impl std::fmt::Debug for Executor {
@@ -152,6 +155,7 @@ impl Executor {
                 offering: parts.offering,
                 permits,
                 draining: AtomicBool::new(false),
+                benchmarks: parts.benchmarks,
             }),
         }
     }
@@ -586,6 +590,9 @@ impl JobRunner for Executor {
                 first_byte: result.is_ok().then_some(elapsed),
                 attempts: attribution.map_or(0, |a| a.attempts),
             });
+            this.inner
+                .benchmarks
+                .record(pipeline, &model, &result, elapsed);
             result
         })
     }

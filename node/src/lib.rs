@@ -19,6 +19,7 @@
 //! - [`tenancy`]: tenant limits (admission), spend, and the replication of
 //!   usage counters and runtime keys.
 //! - [`reload`]: configuration hot reload (SIGHUP, file watch).
+//! - [`offering`]: the signed marketplace listing and its live benchmarks.
 //! - [`tls`]: certificate files or a self-signed certificate.
 //! - [`usage`]: rate cards, the durable usage log, its export and HTTP sink.
 //! - [`telemetry`]: logging set-up.
@@ -38,6 +39,7 @@ pub mod forward;
 pub mod jobs;
 pub mod media;
 pub mod offer;
+pub mod offering;
 pub mod registry;
 pub mod reload;
 pub mod telemetry;
@@ -93,6 +95,9 @@ pub enum RunError {
     /// The usage log could not be opened or the rate cards are invalid.
     #[error("usage: {0}")]
     Usage(String),
+    /// The offering's signing key could not be loaded.
+    #[error("offering: {0}")]
+    Offering(#[from] offering::key::KeyError),
 }
 
 /// A running node.
@@ -204,6 +209,20 @@ impl Node {
             registry.clone(),
             cluster.clone(),
         );
+        let benchmarks = offering::Benchmarks::new(
+            config.node.name.clone(),
+            config.node.region.clone(),
+            config
+                .offering
+                .as_ref()
+                .map_or(offering::config::DEFAULT_BENCHMARK_WINDOW_S, |o| {
+                    o.benchmark_window_s
+                })
+                * 1000,
+        );
+        if let Some(mesh) = cluster.mesh() {
+            benchmarks.spawn(mesh.clone(), stop_rx.clone());
+        }
         let executor = Executor::new(jobs::ExecutorParts {
             registry: registry.clone(),
             cluster: cluster.clone(),
@@ -214,6 +233,7 @@ impl Node {
             media_limits: config.media.clone(),
             rpc_timeout: Duration::from_millis(config.discovery.get_orchestrator_timeout_ms),
             offering: offering.clone(),
+            benchmarks: benchmarks.clone(),
         });
         let catalog = Arc::new(offer::NodeCatalog::new(offering.clone(), cluster.clone()));
         if let Some(mesh) = cluster.mesh() {
@@ -270,7 +290,17 @@ impl Node {
             config: config.api.clone(),
             capabilities: Some(catalog.clone()),
         };
-        let router = api::metrics::with_http_metrics(api::public_router(state), metrics.clone());
+        let mut public = api::public_router(state);
+        if let Some(listing) = offering::serve(
+            &config,
+            cluster.clone(),
+            benchmarks,
+            usage.clone(),
+            offering.clone(),
+        )? {
+            public = public.merge(api::offering_router(listing));
+        }
+        let router = api::metrics::with_http_metrics(public, metrics.clone());
         let admin_router = api::admin_router_with_keys(
             api::AdminState {
                 cluster: admin::NodeAdmin::new(cluster.clone()),

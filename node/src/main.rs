@@ -36,6 +36,9 @@ enum Command {
     /// Cluster certificates.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// The signed marketplace listing: operator key, show, publish.
+    #[command(subcommand)]
+    Offering(node::offering::cli::OfferingCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,6 +135,16 @@ fn main() -> ExitCode {
                 }
                 Err(error) => {
                     eprintln!("gatemesh certs issue: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Offering(command) => {
+            node::telemetry::init(cli.log_format.unwrap_or_default(), "warn,node=info");
+            match runtime.block_on(node::offering::cli::run(command)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("gatemesh offering: {error:#}");
                     ExitCode::FAILURE
                 }
             }

@@ -5,6 +5,7 @@ pub mod capabilities;
 pub mod health;
 pub mod jobs;
 pub mod media;
+pub mod offering;
 pub mod quote;
 
 use std::sync::Arc;

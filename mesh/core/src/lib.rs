@@ -16,6 +16,8 @@
 //!   quotes in nano-USD, usage records.
 //! - [`orchestrator`]: what `GetOrchestrator` told us about one orchestrator.
 //! - [`job`]: a validated job, its attribution and its typed errors.
+//! - [`perf`]: bounded, mergeable latency/outcome summaries of live traffic
+//!   (the offering's benchmarks).
 //! - [`fixture`]: `OrchestratorInfo` builders for simulations, tests, benches.
 //! - [`hlc`]: hybrid logical clock; versions of records and CRDT markers.
 //! - [`view`]: per-observer observation records (single writer, highest
@@ -38,6 +40,7 @@ pub mod hlc;
 pub mod id;
 pub mod job;
 pub mod orchestrator;
+pub mod perf;
 pub mod pipeline;
 pub mod pricing;
 pub mod route;
