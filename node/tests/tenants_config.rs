@@ -79,10 +79,9 @@ fn an_admin_listener_off_loopback_needs_a_long_enough_token() {
 #[test]
 fn restart_only_settings_are_reported_and_kept() {
     let old = NodeConfig::parse(BASE).expect("old");
-    let text = format!(
-        "[node]\nname = \"b\"\nregion = \"r\"\n[http]\nlisten_addr = \"127.0.0.1:1\"\n\
+    let text = "[node]\nname = \"b\"\nregion = \"r\"\n[http]\nlisten_addr = \"127.0.0.1:1\"\n\
          [[keys]]\nkey = \"a-new-key-0123456789\"\ntenant = \"t\"\n"
-    );
+        .to_owned();
     let new = NodeConfig::parse(&text).expect("new");
     assert_eq!(new.needs_restart(&old), vec!["node", "http"]);
     let applied = node::reload::keep_restart_only(new, &old);

@@ -259,16 +259,27 @@ max_price_per_capability = '{"capabilities_prices":[{"pipeline":"text-to-image",
     let gateway = Gateway::start_toml(&toml).await?;
     gateway.wait_ready().await?;
     gateway.wait_capable(Pipeline::TextToImage, 2).await?;
+    // 60 requests, 8 at a time: below the cheap orchestrator's capacity of
+    // 16, so every one must be served by it (the only one under the cap).
     let requests = 60;
     let mut tasks = Vec::new();
     for i in 0..requests {
         let request = gateway.post_json("/text-to-image", &json!({"prompt": format!("p{i}")}));
-        tasks.push(tokio::spawn(async move {
-            JobAnswer::read(request.send().await?).await
-        }));
+        tasks.push(async move { JobAnswer::read(request.send().await?).await });
     }
-    for task in tasks {
-        let answer = task.await??;
+    let mut answers = Vec::new();
+    let mut tasks = tasks.into_iter();
+    loop {
+        let batch: Vec<_> = tasks.by_ref().take(8).map(tokio::spawn).collect();
+        if batch.is_empty() {
+            break;
+        }
+        for task in batch {
+            answers.push(task.await);
+        }
+    }
+    for task in answers {
+        let answer = task??;
         ensure!(answer.status == 200, "{}: {}", answer.status, answer.body);
         ensure!(
             answer.orchestrator.as_deref() == Some(id(cheap).as_str()),

@@ -72,7 +72,7 @@ fn stability(scrapes: &[Scrape], victim: &str) -> Stability {
 
 /// Metrics that only get a sample (and a `# TYPE` line) once their event
 /// happened: none of these events is guaranteed before the crash.
-const EVENT_DRIVEN: [&str; 8] = [
+const EVENT_DRIVEN: [&str; 15] = [
     "gatemesh_job_retries_total",
     "gatemesh_failovers_total",
     "gatemesh_orchestrator_ejections_total",
@@ -81,6 +81,18 @@ const EVENT_DRIVEN: [&str; 8] = [
     "gatemesh_orchestrator_price_wei_per_unit",
     "gatemesh_mesh_forwards_total",
     "gatemesh_tenant_limit_rejections_total",
+    // Only when a filter removes an orchestrator (the lab has no caps).
+    "gatemesh_routing_filtered_orchestrators_total",
+    // Only for tenants with `[[tenants]]` limits (the lab has none).
+    "gatemesh_tenant_usage_ratio",
+    // Only after a reload.
+    "gatemesh_config_reloads_total",
+    // Only with a usage log (`[usage] dir`) and rate cards (the lab has neither).
+    "gatemesh_tenant_charged_nano_usd_total",
+    "gatemesh_usage_records_total",
+    "gatemesh_usage_append_errors_total",
+    // Only with `[usage] sink_url`.
+    "gatemesh_usage_sink_batches_total",
 ];
 
 /// Every documented metric is exposed with its documented type and labels;

@@ -508,7 +508,7 @@ mod tests {
         UsageRecord {
             seq: 0,
             request_id: format!("r{id}"),
-            tenant: if id % 2 == 0 { "even" } else { "odd" }.into(),
+            tenant: if id.is_multiple_of(2) { "even" } else { "odd" }.into(),
             tier: "default".into(),
             pipeline: Pipeline::Llm,
             model_id: "m".into(),
@@ -586,7 +586,7 @@ mod tests {
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap();
-        assert!(batches >= 1 && batches <= 400, "{batches} batches");
+        assert!((1..=400).contains(&batches), "{batches} batches");
     }
 
     #[tokio::test]

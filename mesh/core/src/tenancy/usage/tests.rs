@@ -224,7 +224,7 @@ fn records_survive_a_round_trip_and_garbage_is_refused() {
 fn the_largest_record_fits_the_mesh_limit() {
     let mut book = UsageBook::new(node("n0"));
     let names: Vec<String> = (0..MAX_TENANTS)
-        .map(|i| format!("{i:0>width$}", width = MAX_TENANT_NAME_LEN))
+        .map(|i| format!("{i:0>MAX_TENANT_NAME_LEN$}"))
         .collect();
     book.set_tracked(names.iter().map(String::as_str));
     let limits = rpm(u32::MAX, 0);
