@@ -30,8 +30,8 @@ pub use observation::{
     ModelStats, ObservationRecord, RECORD_FORMAT_VERSION, RecordError, decay_factor, quantile_ms,
 };
 pub use snapshot::{
-    MAX_HONORED_EJECTION_MS, SUMMARY_REUSE_MS, ObserverFreshness, Offer, OrchestratorSummary, RegionHealth,
-    RegionLatency, RegionModelStats, ViewSnapshot,
+    MAX_HONORED_EJECTION_MS, ObserverFreshness, Offer, OrchestratorSummary, RegionHealth,
+    RegionLatency, RegionModelStats, SUMMARY_REUSE_MS, ViewSnapshot,
 };
 
 use crate::hlc::{HlcClock, HlcError};
@@ -618,9 +618,7 @@ impl View {
         let mut group: Vec<&ObservationRecord> = Vec::new();
         for (id, per) in &self.records {
             let fresh = cache.parts.get(id).is_some_and(|(part, valid)| {
-                *valid
-                    && part.built_at_ms <= now_ms
-                    && now_ms - part.built_at_ms < SUMMARY_REUSE_MS
+                *valid && part.built_at_ms <= now_ms && now_ms - part.built_at_ms < SUMMARY_REUSE_MS
             });
             if fresh {
                 continue;
