@@ -402,25 +402,7 @@ impl Cluster {
         let Some(mesh) = self.inner.mesh.clone() else {
             return;
         };
-        let mut records = mesh.subscribe_records();
-        for record in mesh.records() {
-            self.merge_record(&record);
-        }
-        loop {
-            tokio::select! {
-                received = records.recv() => match received {
-                    Ok(record) => self.merge_record(&record),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::debug!(missed, "record stream lagged; re-reading all records");
-                        for record in mesh.records() {
-                            self.merge_record(&record);
-                        }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                },
-                _ = shutdown.changed() => return,
-            }
-        }
+        follow_records(&mesh, &mut shutdown, |record| self.merge_record(record)).await;
     }
 
     fn merge_record(&self, record: &mesh::Record) {
@@ -532,6 +514,37 @@ pub fn observed_error(error: &livepeer::OrchestratorError) -> ObservedError {
         E::Grpc { .. } => ObservedError::Server,
         E::BodyTooLarge { .. } | E::InvalidReply(_) | E::DataUri(_) => ObservedError::BadResponse,
         E::Payment(_) => ObservedError::Other,
+    }
+}
+
+/// Hands `merge` every record the mesh holds now and then every record it
+/// delivers, until `shutdown` changes or the mesh stops. After a lag (the
+/// bounded broadcast overflowed) it re-reads every record: merges are
+/// idempotent, so nothing is lost. The one receive loop of every
+/// subsystem that replicates records (view, tenancy, benchmarks).
+pub async fn follow_records(
+    mesh: &MeshHandle,
+    shutdown: &mut watch::Receiver<bool>,
+    merge: impl Fn(&mesh::Record),
+) {
+    let mut records = mesh.subscribe_records();
+    for record in mesh.records() {
+        merge(&record);
+    }
+    loop {
+        tokio::select! {
+            received = records.recv() => match received {
+                Ok(record) => merge(&record),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::debug!(missed, "record stream lagged; re-reading all records");
+                    for record in mesh.records() {
+                        merge(&record);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            _ = shutdown.changed() => return,
+        }
     }
 }
 

@@ -258,24 +258,8 @@ impl Tenancy {
         let Some(mesh) = self.inner.cluster.mesh().cloned() else {
             return;
         };
-        let mut records = mesh.subscribe_records();
-        for record in mesh.records() {
-            self.merge_record(&record);
-        }
-        loop {
-            tokio::select! {
-                received = records.recv() => match received {
-                    Ok(record) => self.merge_record(&record),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        for record in mesh.records() {
-                            self.merge_record(&record);
-                        }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                },
-                _ = shutdown.changed() => return,
-            }
-        }
+        crate::cluster::follow_records(&mesh, &mut shutdown, |record| self.merge_record(record))
+            .await;
     }
 
     fn merge_record(&self, record: &mesh::Record) {

@@ -174,24 +174,7 @@ impl Benchmarks {
     }
 
     async fn receive_loop(self, mesh: MeshHandle, mut stop: watch::Receiver<bool>) {
-        let mut records = mesh.subscribe_records();
-        for record in mesh.records() {
-            self.merge_record(&record);
-        }
-        loop {
-            tokio::select! {
-                received = records.recv() => match received {
-                    Ok(record) => self.merge_record(&record),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        for record in mesh.records() {
-                            self.merge_record(&record);
-                        }
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                },
-                _ = stop.changed() => return,
-            }
-        }
+        crate::cluster::follow_records(&mesh, &mut stop, |record| self.merge_record(record)).await;
     }
 
     /// Keeps another node's latest window (our own echo is ignored: the
