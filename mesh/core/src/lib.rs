@@ -16,6 +16,8 @@
 //!   quotes in nano-USD, usage records.
 //! - [`orchestrator`]: what `GetOrchestrator` told us about one orchestrator.
 //! - [`job`]: a validated job, its attribution and its typed errors.
+//! - [`load`]: jobs in flight announced directly to peers (`LoadLedger`
+//!   sends, `LoadBoard` receives), fresher than the gossiped view.
 //! - [`perf`]: bounded, mergeable latency/outcome summaries of live traffic
 //!   (the offering's benchmarks).
 //! - [`fixture`]: `OrchestratorInfo` builders for simulations, tests, benches.
@@ -39,6 +41,7 @@ pub mod fixture;
 pub mod hlc;
 pub mod id;
 pub mod job;
+pub mod load;
 pub mod orchestrator;
 pub mod perf;
 pub mod pipeline;

@@ -135,6 +135,7 @@ pub struct Engine<'p, P: RoutingPolicy> {
     attempts: Vec<Attempt>,
     arrival_rng: SimRng,
     gossip_rng: SimRng,
+    direct_rng: SimRng,
     policy_rng: SimRng,
     end: SimTime,
     log: RunLog,
@@ -197,6 +198,7 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
             attempts: Vec::new(),
             arrival_rng: SimRng::new(seed, 1),
             gossip_rng: SimRng::new(seed, 2),
+            direct_rng: SimRng::new(seed, 4),
             policy_rng: SimRng::new(seed, 3),
             end: SimTime::from_ms(plan.config.workload.duration_s * 1000.0),
             log: RunLog::default(),
@@ -425,7 +427,8 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
         };
         match decision {
             PickDecision::Send(orch) if orch < self.orchs.len() => {
-                self.send_attempt(job, node, orch)
+                self.send_attempt(job, node, orch);
+                self.send_direct(node);
             }
             PickDecision::Send(_) | PickDecision::Wait => {
                 let at = self.now.plus_us(us(self.plan.config.retry.backoff_ms));
@@ -561,6 +564,7 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
             result,
         };
         self.policy.on_attempt_end(node, self.now, &report);
+        self.send_direct(node);
         match result {
             Ok(()) => self.finish_job(job, Some(orch)),
             Err(_) => self.try_job(job),
@@ -634,6 +638,7 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
             self.now.plus_us(interval_us),
             Event::GossipTick { node, epoch },
         );
+        self.send_direct(node);
         let Some(msg) = self.policy.gossip_tick(node, self.now) else {
             return;
         };
@@ -663,6 +668,41 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
                     .propagation_ms
                     .push((wait_ms + delay_ms - network_ms) as f32);
             }
+            let to_epoch = self.nodes[peer].epoch;
+            self.schedule(
+                self.now.plus_us(us(delay_ms)),
+                Event::Deliver {
+                    to: peer,
+                    epoch: to_epoch,
+                    msg: Rc::clone(&msg),
+                },
+            );
+        }
+    }
+
+    /// Delivers `node`'s direct message, if it has one, to every live peer
+    /// it can reach: one-way network delay plus a small log-normal delay, no
+    /// loss (a stream is retransmitted; a partition or a crash drops it).
+    fn send_direct(&mut self, node: NodeIdx) {
+        if !self.policy.gossips() {
+            return;
+        }
+        let Some(msg) = self.policy.direct_message(node, self.now) else {
+            return;
+        };
+        let prop = &self.plan.config.propagation;
+        let topo = &self.plan.config.topology;
+        for peer in 0..self.nodes.len() {
+            if peer == node
+                || !self.nodes[peer].up
+                || self.partitioned(topo.nodes[node].region, topo.nodes[peer].region)
+            {
+                continue;
+            }
+            let delay_ms = topo.node_to_node_rtt_ms(node, peer) / 2.0
+                + self
+                    .direct_rng
+                    .lognormal(prop.direct_median_ms, prop.direct_sigma);
             let to_epoch = self.nodes[peer].epoch;
             self.schedule(
                 self.now.plus_us(us(delay_ms)),

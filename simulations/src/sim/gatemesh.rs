@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use mesh_core::capability::Capabilities;
+use mesh_core::load::{LoadAnnouncement, LoadBoard, LoadLedger};
 use mesh_core::route::{EjectionPolicy, JobRequirements, LocalState, RouteConfig, pick_with};
 use mesh_core::view::{ErrorClass, ObservationRecord, View, ViewSnapshot};
 use mesh_core::{
@@ -64,6 +65,21 @@ impl Default for GatemeshParams {
     }
 }
 
+/// What gatemesh nodes send each other.
+#[derive(Debug)]
+pub enum GmMessage {
+    /// Changed observation records (a gossip round).
+    Records(Vec<ObservationRecord>),
+    /// Jobs in flight, sent at once (the mesh's load stream; the sender is
+    /// the stream's authenticated peer).
+    Load {
+        /// The sending node.
+        from: NodeIdx,
+        /// Its counts.
+        announcement: LoadAnnouncement,
+    },
+}
+
 #[derive(Debug)]
 struct GmNode {
     view: View,
@@ -72,9 +88,12 @@ struct GmNode {
     changed: bool,
     last_refresh_ms: u64,
     last_expire_ms: u64,
-    /// In-flight counts last written into the local records.
-    published_in_flight: Vec<u32>,
+    /// This node's attempts in flight per orchestrator.
     in_flight: Vec<u32>,
+    /// Its counts, announced to peers on every change.
+    ledger: LoadLedger,
+    /// Peers' announced counts.
+    board: LoadBoard,
     /// Start times (virtual µs) of this node's attempts in flight, per
     /// orchestrator (what a node's job table knows).
     starts: Vec<Vec<u64>>,
@@ -169,8 +188,10 @@ impl GatemeshPolicy {
             changed: true,
             last_refresh_ms: now,
             last_expire_ms: now,
-            published_in_flight: vec![0; self.orch_ids.len()],
             in_flight: vec![0; self.orch_ids.len()],
+            // A restarted node announces a newer generation.
+            ledger: LoadLedger::new(now + 1),
+            board: LoadBoard::default(),
             starts: vec![Vec::new(); self.orch_ids.len()],
         }
     }
@@ -230,7 +251,7 @@ fn unreachable_id<T>() -> T {
 }
 
 impl RoutingPolicy for GatemeshPolicy {
-    type Gossip = Vec<ObservationRecord>;
+    type Gossip = GmMessage;
 
     fn name(&self) -> &'static str {
         "gatemesh"
@@ -239,16 +260,17 @@ impl RoutingPolicy for GatemeshPolicy {
     fn pick(&mut self, input: &PickInput<'_>, rng: &mut SimRng) -> PickDecision {
         let now = now_ms(input.now);
         let snapshot = self.snapshot(input.node, now);
-        self.nodes[input.node]
-            .in_flight
-            .copy_from_slice(input.inflight);
         if snapshot.offers(PIPELINE, &self.model_id).is_empty() {
             return PickDecision::Discover;
         }
         let region = &self.region_ids[self.node_regions[input.node]];
         match self.route(&snapshot, region, input, now, rng) {
             Some(orch) => {
-                self.nodes[input.node].starts[orch].push(input.now.0);
+                let id = &self.orch_ids[orch];
+                let n = &mut self.nodes[input.node];
+                n.starts[orch].push(input.now.0);
+                n.in_flight[orch] += 1;
+                n.ledger.set(id, n.in_flight[orch]);
                 PickDecision::Send(orch)
             }
             None => PickDecision::Wait,
@@ -263,6 +285,8 @@ impl RoutingPolicy for GatemeshPolicy {
         if let Some(i) = starts.iter().position(|&t| t == report.started.0) {
             starts.swap_remove(i);
         }
+        n.in_flight[report.orch] = n.in_flight[report.orch].saturating_sub(1);
+        n.ledger.set(id, n.in_flight[report.orch]);
         let result = match report.result {
             Ok(()) => n.view.local_success(
                 id,
@@ -344,14 +368,6 @@ impl RoutingPolicy for GatemeshPolicy {
         let now = now_ms(now);
         let params = self.params.clone();
         let n = &mut self.nodes[node];
-        for orch in 0..n.in_flight.len() {
-            if n.in_flight[orch] != n.published_in_flight[orch] {
-                let _ = n
-                    .view
-                    .local_in_flight(&self.orch_ids[orch], n.in_flight[orch], now);
-                n.published_in_flight[orch] = n.in_flight[orch];
-            }
-        }
         if now.saturating_sub(n.last_refresh_ms) >= params.refresh_local_ms {
             n.view.refresh_local(now);
             n.last_refresh_ms = now;
@@ -360,6 +376,7 @@ impl RoutingPolicy for GatemeshPolicy {
             if n.view.expire(now, params.expire_after_ms) > 0 {
                 n.changed = true;
             }
+            n.board.expire(now);
             n.last_expire_ms = now;
         }
         let dirty = n.view.take_dirty();
@@ -370,15 +387,32 @@ impl RoutingPolicy for GatemeshPolicy {
             .iter()
             .filter_map(|id| n.view.local_record(id).cloned())
             .collect();
-        Some(Rc::new(records))
+        Some(Rc::new(GmMessage::Records(records)))
+    }
+
+    fn direct_message(&mut self, node: NodeIdx, now: SimTime) -> Option<Rc<Self::Gossip>> {
+        let announcement = self.nodes[node].ledger.announcement(now_ms(now))?;
+        Some(Rc::new(GmMessage::Load {
+            from: node,
+            announcement,
+        }))
     }
 
     fn on_gossip(&mut self, node: NodeIdx, now: SimTime, msg: &Self::Gossip) {
         let now = now_ms(now);
-        let n = &mut self.nodes[node];
-        for record in msg {
-            if n.view.merge(record.clone(), now).is_ok() {
-                n.changed = true;
+        match msg {
+            GmMessage::Records(records) => {
+                let n = &mut self.nodes[node];
+                for record in records {
+                    if n.view.merge(record.clone(), now).is_ok() {
+                        n.changed = true;
+                    }
+                }
+            }
+            GmMessage::Load { from, announcement } => {
+                let from = &self.node_ids[*from];
+                // Announcements are built by the simulator's own ledgers.
+                let _ = self.nodes[node].board.apply(from, announcement, now);
             }
         }
     }
@@ -409,10 +443,18 @@ impl GatemeshPolicy {
             .map(|&o| self.orch_ids[o].clone())
             .collect();
         let mut local = LocalState::new(region.clone(), now);
-        let starts = &self.nodes[input.node].starts;
+        let n = &self.nodes[input.node];
+        let starts = &n.starts;
+        local.in_flight_includes_peers = true;
+        for (id, count) in n.board.totals() {
+            local.in_flight.insert(id.clone(), count);
+        }
         for (orch, &count) in input.inflight.iter().enumerate() {
             if count > 0 {
-                local.in_flight.insert(self.orch_ids[orch].clone(), count);
+                *local
+                    .in_flight
+                    .entry(self.orch_ids[orch].clone())
+                    .or_default() += count;
             }
             if let Some(&oldest) = starts[orch].iter().min() {
                 local

@@ -171,7 +171,19 @@ pub struct Propagation {
     pub delay_sigma: f64,
     /// Chance that one delivery is lost; anti-entropy repairs it one round later.
     pub loss: f64,
+    /// Median extra delay of a direct message (a load announcement sent at
+    /// once on its own stream, not in a gossip round), on top of the one-way
+    /// network delay.
+    pub direct_median_ms: f64,
+    /// Log-space standard deviation of that delay.
+    pub direct_sigma: f64,
 }
+
+/// Median extra delay of a load announcement (see [`Propagation`]):
+/// calibrated against `mesh/tests/load.rs` on loopback.
+pub const DIRECT_MEDIAN_MS: f64 = 1.0;
+/// Its log-space spread.
+pub const DIRECT_SIGMA: f64 = 0.5;
 
 /// Retries and failover, identical for every policy.
 #[derive(Debug, Clone, Serialize)]
@@ -304,6 +316,8 @@ impl SimConfig {
                 delay_median_ms: 72.0,
                 delay_sigma: 0.36,
                 loss: 0.01,
+                direct_median_ms: DIRECT_MEDIAN_MS,
+                direct_sigma: DIRECT_SIGMA,
             },
             retry: RetryRules {
                 retry_window_ms: 2_000.0,

@@ -123,6 +123,14 @@ pub trait RoutingPolicy {
         None
     }
 
+    /// What `node` sends to every peer at once, outside gossip rounds (load
+    /// announcements). The engine asks after each of the node's picks and
+    /// attempt ends and at each gossip tick; deliveries take the one-way
+    /// network delay plus [`super::model::Propagation::direct_median_ms`].
+    fn direct_message(&mut self, _node: NodeIdx, _now: SimTime) -> Option<Rc<Self::Gossip>> {
+        None
+    }
+
     /// Whether this policy gossips at all (the engine skips gossip rounds otherwise).
     fn gossips(&self) -> bool {
         false

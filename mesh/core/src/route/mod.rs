@@ -102,8 +102,13 @@ pub struct LocalState {
     /// Current time, unix ms.
     pub now_ms: u64,
     /// This node's jobs in flight per orchestrator (exact and fresh, unlike
-    /// the gossiped counts).
+    /// the gossiped counts); with `in_flight_includes_peers`, plus the
+    /// counts peers announced directly (see [`crate::load`]).
     pub in_flight: HashMap<OrchestratorId, u32>,
+    /// `in_flight` already counts every peer's jobs (from a
+    /// [`crate::load::LoadBoard`]), so the snapshot's gossiped counts
+    /// (older by a gossip round) are not added.
+    pub in_flight_includes_peers: bool,
     /// Alive nodes per region, for forwarding (this region may be included;
     /// it is skipped).
     pub nodes_by_region: BTreeMap<RegionId, Vec<NodeId>>,
@@ -122,6 +127,7 @@ impl LocalState {
             region,
             now_ms,
             in_flight: HashMap::new(),
+            in_flight_includes_peers: false,
             nodes_by_region: BTreeMap::new(),
             in_flight_since_ms: HashMap::new(),
         }
@@ -137,8 +143,12 @@ pub struct RouteConfig {
     /// best one (0.1 = 10 % worse at most); otherwise the best is taken.
     pub choice_band: f64,
     /// Probability that the first attempt explores an orchestrator with few
-    /// samples from this region (bounded, e.g. 0.03).
+    /// samples from this region (bounded, e.g. 0.01).
     pub explore_share: f64,
+    /// Only little-known orchestrators whose score is within this fraction
+    /// of the best are explored: exploration checks whether one is as good
+    /// as it looks, it does not sample ones that are clearly slower.
+    pub explore_band: f64,
     /// Below this many decayed successes from this region an orchestrator is
     /// "little known" and eligible for exploration.
     pub min_confident_samples: f64,
@@ -158,7 +168,9 @@ pub struct RouteConfig {
     /// other-region tier.
     pub degraded_reliability: f64,
     /// Price weight: the dearest candidate's score is up to `1 + price_weight`
-    /// times worse than the cheapest's.
+    /// times worse than the cheapest's. Prices are capped by the job's
+    /// `max_price`; the default only breaks ties between equally fast
+    /// orchestrators (raise it to trade latency for price).
     pub price_weight: f64,
     /// While free slots remain, the score grows by this × load (a
     /// tie-break between equally fast orchestrators; kept below
@@ -166,6 +178,12 @@ pub struct RouteConfig {
     pub free_slot_load_weight: f64,
     /// Score multiplier for an orchestrator with a preferred GPU.
     pub gpu_preferred_factor: f64,
+    /// Score multiplier for an orchestrator homed in another region: a
+    /// nearby one that is at most this much slower is preferred. Crossing
+    /// regions adds a long, variable network path, and its load is known to
+    /// the orchestrator's own region only a one-way delay later, so their
+    /// picks race ours. Kept below `choice_band`'s 10 %.
+    pub other_region_factor: f64,
     /// An orchestrator that answered "insufficient capacity" (to any node)
     /// counts as full for this long after, ms.
     pub busy_hold_ms: u64,
@@ -176,17 +194,19 @@ impl Default for RouteConfig {
         Self {
             top_k: 4,
             choice_band: 0.1,
-            explore_share: 0.03,
+            explore_share: 0.01,
+            explore_band: 0.25,
             min_confident_samples: 3.0,
             max_attempts: 6,
             max_forward: 2,
             unknown_latency_penalty: 1.5,
             default_latency_ms: 1_000.0,
-            prior_successes: 2.0,
-            prior_failures: 0.5,
+            prior_successes: 1.0,
+            prior_failures: 0.0,
             degraded_reliability: 0.5,
-            price_weight: 0.1,
+            price_weight: 0.02,
             gpu_preferred_factor: 0.8,
+            other_region_factor: 1.08,
             free_slot_load_weight: 0.1,
             busy_hold_ms: 100,
         }
@@ -215,6 +235,9 @@ pub enum LatencySource {
     OwnRegion,
     /// Another region's job latency, minus its probe round trip, plus ours.
     ProbeAdjusted,
+    /// The service time this region observes on orchestrators with the
+    /// same GPU, plus our probe round trip to this one.
+    SameGpu,
     /// Nothing usable: the prior.
     Prior,
 }
@@ -438,7 +461,12 @@ pub fn pick_with<R: Rng + ?Sized>(
                 local.in_flight.get(id).copied().unwrap_or(0)
             }
         };
-        let in_flight = f64::from(local_load.saturating_add(offer.in_flight_remote));
+        let remote = if local.in_flight_includes_peers {
+            0
+        } else {
+            offer.in_flight_remote
+        };
+        let in_flight = f64::from(local_load.saturating_add(remote));
         let mut load = in_flight / f64::from(offer.capacity.max(1));
         if offer.capacity > 0
             && offer.busy_at_ms > 0
@@ -527,12 +555,33 @@ pub fn pick_with<R: Rng + ?Sized>(
         }
         ages
     });
+    // Service times seen from here by GPU, for orchestrators with nothing
+    // better (only built when some latency from here is unknown).
+    let by_gpu: Vec<(&str, f64)> = if known_latencies.len() < scored.len() {
+        scored
+            .iter()
+            .filter(|s| !s.own_latency.is_nan())
+            .filter_map(|s| {
+                let offer = &offers[s.offer];
+                let gpu = offer.gpus_lower.first()?;
+                let rtt = local_idx
+                    .and_then(|r| offer.by_region.get(r))
+                    .map_or(0.0, |l| l.probe_rtt_ms);
+                Some((gpu.as_str(), (s.own_latency - rtt).max(0.0)))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     for s in &mut scored {
         let offer = &offers[s.offer];
         if s.own_latency.is_nan() {
             let (latency, source) = match local_idx.and_then(|r| probe_adjusted(offer, r)) {
                 Some(l) => (l, LatencySource::ProbeAdjusted),
-                None => (prior, LatencySource::Prior),
+                None => match same_gpu(offer, local_idx, &by_gpu) {
+                    Some(l) => (l, LatencySource::SameGpu),
+                    None => (prior, LatencySource::Prior),
+                },
             };
             s.components.latency_ms = latency;
             s.components.latency_source = source;
@@ -549,9 +598,16 @@ pub fn pick_with<R: Rng + ?Sized>(
             0.0
         };
         s.components.price_factor = 1.0 + config.price_weight * relative;
+        let away = match (offer.home_region, local_idx) {
+            (Some(home), Some(here)) if home != here => config.other_region_factor,
+            _ => 1.0,
+        };
         let c = &s.components;
-        s.score =
-            c.latency_ms / c.reliability.max(0.01) * c.load_factor * c.price_factor * c.gpu_factor;
+        s.score = c.latency_ms / c.reliability.max(0.01)
+            * c.load_factor
+            * c.price_factor
+            * c.gpu_factor
+            * away;
     }
     let last_resort = constraints::split_over_budget(job, &mut scored, &mut filtered);
     if scored.is_empty() {
@@ -699,6 +755,22 @@ fn prior_latency(known: &mut [f64], config: &RouteConfig) -> f64 {
     *median * config.unknown_latency_penalty
 }
 
+/// The mean service time this region observed on orchestrators with the
+/// same (first) GPU, plus the probe round trip to `offer` (needs one, so the
+/// estimate is of latency from here).
+fn same_gpu(offer: &Offer, local_idx: Option<usize>, by_gpu: &[(&str, f64)]) -> Option<f64> {
+    let gpu = offer.gpus_lower.first()?;
+    let rtt = offer.by_region.get(local_idx?)?.probe_rtt_ms;
+    if rtt <= 0.0 {
+        return None;
+    }
+    let (sum, count) = by_gpu
+        .iter()
+        .filter(|(g, _)| *g == gpu.as_str())
+        .fold((0.0, 0u32), |(sum, n), (_, service)| (sum + service, n + 1));
+    (count > 0).then(|| sum / f64::from(count) + rtt)
+}
+
 /// Another region's service time (job latency minus its probe round trip)
 /// plus our probe round trip; the best such estimate.
 fn probe_adjusted(offer: &Offer, local_idx: usize) -> Option<f64> {
@@ -724,8 +796,10 @@ fn choose_first<R: Rng + ?Sized>(
     rng: &mut R,
 ) -> (usize, PickReason) {
     if config.explore_share > 0.0 && unit(rng) < config.explore_share {
-        let eligible = |&(tier, _, i): &(Tier, u64, u32)| {
+        let plausible = f64::from_bits(ranked[0].1) * (1.0 + config.explore_band.max(0.0));
+        let eligible = |&(tier, score, i): &(Tier, u64, u32)| {
             matches!(tier, Tier::Home | Tier::Remote)
+                && f64::from_bits(score) <= plausible
                 && scored[i as usize].components.own_region_samples < config.min_confident_samples
         };
         let count = ranked.iter().filter(|k| eligible(k)).count();

@@ -175,10 +175,10 @@ fn price_cap_filters() {
     assert_eq!(plan.attempts.len(), 1);
     assert_eq!(first(&plan), Some(&orch(2)));
     assert_eq!(plan.filtered.over_price, 1);
-    // Uncapped, the dear but fast one wins: price has a small weight.
+    // Uncapped, the dear but fast one wins: price only breaks ties.
     let plan = pick(&job(), &w.snapshot(), &local("fra"), &mut rng());
     assert_eq!(first(&plan), Some(&orch(1)));
-    assert!((plan.attempts[0].components.price_factor - 1.1).abs() < 1e-9);
+    assert!((plan.attempts[0].components.price_factor - 1.02).abs() < 1e-9);
 }
 
 #[test]
@@ -303,15 +303,25 @@ fn exploration_share_is_bounded() {
     }
     let snap = w.snapshot();
     let mut rng = rng();
+    // Their latency is unknown (the prior: median × 1.5, far behind the
+    // best): by default they are not worth exploring.
+    assert!((0..2_000).all(|_| {
+        pick(&job(), &snap, &local("fra"), &mut rng).attempts[0].reason != PickReason::Exploration
+    }));
+    // With a band wide enough to include them, exploration takes its share.
+    let wide = RouteConfig {
+        explore_band: 10.0,
+        ..RouteConfig::default()
+    };
     let explored = (0..10_000)
         .filter(|_| {
-            pick(&job(), &snap, &local("fra"), &mut rng).attempts[0].reason
+            pick_with(&job(), &snap, &local("fra"), &wide, &mut rng).attempts[0].reason
                 == PickReason::Exploration
         })
         .count();
     assert!(
-        (150..=450).contains(&explored),
-        "explored {explored} of 10,000 (share 3 %)"
+        (50..=160).contains(&explored),
+        "explored {explored} of 10,000 (share 1 %)"
     );
     let none = RouteConfig {
         explore_share: 0.0,
@@ -511,4 +521,93 @@ fn a_fresh_busy_answer_counts_as_full() {
     // And "busy" is not a health failure.
     let offer = &snap.offers(Pipeline::Llm, MODEL)[0];
     assert_eq!(offer.failures, 0.0);
+}
+
+#[test]
+fn an_unsampled_orchestrator_is_estimated_from_the_same_gpu() {
+    let mut w = World::default();
+    let gpu = |name: &str| OfferSpec {
+        gpu: Some(name.into()),
+        ..OfferSpec::warm(Pipeline::Llm, MODEL)
+    };
+    // Known: a 4090 at 330 ms (10 ms away) and an A100 at 480 ms.
+    w.offer(1, "fra", gpu("NVIDIA GeForce RTX 4090"))
+        .latency(1, "fra", 330, 20)
+        .probe(1, "fra", 10);
+    w.offer(2, "fra", gpu("NVIDIA A100"))
+        .latency(2, "fra", 480, 20)
+        .probe(2, "fra", 10);
+    // New: another 4090, 4 ms away, never used.
+    w.offer(3, "fra", gpu("NVIDIA GeForce RTX 4090"))
+        .probe(3, "fra", 4);
+    let mut busy = local("fra");
+    busy.in_flight.insert(orch(1), 1);
+    let plan = pick(&job(), &w.snapshot(), &busy, &mut rng());
+    let new = plan
+        .attempts
+        .iter()
+        .find(|c| c.orchestrator == orch(3))
+        .unwrap();
+    assert_eq!(new.components.latency_source, LatencySource::SameGpu);
+    assert!(
+        (new.expected_latency_ms - 324.0).abs() < 1e-9,
+        "320 ms service + 4 ms"
+    );
+    // It ranks with the fast GPU, not behind the A100 as the prior would.
+    let a100 = plan.attempts.iter().position(|c| c.orchestrator == orch(2));
+    let new_rank = plan.attempts.iter().position(|c| c.orchestrator == orch(3));
+    assert!(new_rank < a100, "{plan}");
+}
+
+#[test]
+fn announced_peer_counts_replace_the_gossiped_ones() {
+    let mut w = World::default();
+    let capacity = |n| OfferSpec {
+        capacity: n,
+        ..OfferSpec::warm(Pipeline::Llm, MODEL)
+    };
+    w.offer(1, "fra", capacity(2)).latency(1, "fra", 100, 20);
+    w.offer(2, "fra", capacity(2)).latency(2, "fra", 200, 20);
+    // A peer's gossiped record says orchestrator 1 is full...
+    w.record(1, "fra").set_in_flight(2);
+    let snap = w.snapshot();
+    let gossiped = pick(&job(), &snap, &local("fra"), &mut rng());
+    assert_eq!(first(&gossiped), Some(&orch(2)));
+    // ...but its newer announcement says it has finished.
+    let mut announced = local("fra");
+    announced.in_flight_includes_peers = true;
+    let plan = pick(&job(), &snap, &announced, &mut rng());
+    assert_eq!(first(&plan), Some(&orch(1)));
+    assert_eq!(plan.attempts[0].components.load, 0.0);
+    // And an announced count fills it again.
+    announced.in_flight.insert(orch(1), 2);
+    let plan = pick(&job(), &snap, &announced, &mut rng());
+    assert_eq!(first(&plan), Some(&orch(2)));
+}
+
+#[test]
+fn a_nearby_orchestrator_wins_over_a_slightly_faster_one_abroad() {
+    let mut w = World::default();
+    // Seen from fra: orchestrator 1 (home fra) at 400 ms; orchestrator 2
+    // (home lax) at 380 ms, 5 % faster but across the ocean.
+    w.warm(1, "fra")
+        .latency(1, "fra", 400, 20)
+        .probe(1, "fra", 2);
+    w.warm(2, "fra")
+        .latency(2, "fra", 380, 20)
+        .probe(2, "fra", 150);
+    w.warm(2, "lax").probe(2, "lax", 2);
+    let plan = pick(&job(), &w.snapshot(), &local("fra"), &mut rng());
+    assert_eq!(first(&plan), Some(&orch(1)), "{plan}");
+    // Clearly faster abroad (20 %) still wins.
+    let mut w = World::default();
+    w.warm(1, "fra")
+        .latency(1, "fra", 400, 20)
+        .probe(1, "fra", 2);
+    w.warm(2, "fra")
+        .latency(2, "fra", 320, 20)
+        .probe(2, "fra", 150);
+    w.warm(2, "lax").probe(2, "lax", 2);
+    let plan = pick(&job(), &w.snapshot(), &local("fra"), &mut rng());
+    assert_eq!(first(&plan), Some(&orch(2)), "{plan}");
 }
