@@ -1,8 +1,11 @@
 //! Typed identifiers, parsed once at the edge.
 
+use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 /// Longest identifier we accept from config or a peer; ids travel in every
 /// gossip record, so they stay short.
@@ -36,12 +39,57 @@ pub enum IdError {
     BadAddress(String),
 }
 
+/// Ids are shared text (`Arc<str>`): snapshots and records copy them often,
+/// and a copy is a reference count. Two copies of one id compare equal
+/// without looking at the bytes.
+macro_rules! shared_text_id {
+    ($name:ident) => {
+        impl PartialEq for $name {
+            fn eq(&self, other: &Self) -> bool {
+                Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+            }
+        }
+
+        impl Eq for $name {}
+
+        impl Hash for $name {
+            fn hash<H: Hasher>(&self, state: &mut H) {
+                self.0.hash(state);
+            }
+        }
+
+        impl PartialOrd for $name {
+            fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+
+        impl Ord for $name {
+            fn cmp(&self, other: &Self) -> Ordering {
+                if Arc::ptr_eq(&self.0, &other.0) {
+                    Ordering::Equal
+                } else {
+                    self.0.cmp(&other.0)
+                }
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
+    };
+}
+
 macro_rules! name_id {
     ($(#[$doc:meta])* $name:ident, $kind:literal) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(try_from = "String")]
+        pub struct $name(Arc<str>);
+
+        shared_text_id!($name);
 
         impl $name {
             /// Parses a name: 1–256 bytes of `[A-Za-z0-9._-]`.
@@ -59,7 +107,7 @@ macro_rules! name_id {
                 {
                     return Err(IdError::BadCharacter { kind: $kind, value });
                 }
-                Ok(Self(value))
+                Ok(Self(value.into()))
             }
 
             /// The name as text.
@@ -84,7 +132,7 @@ macro_rules! name_id {
 
         impl From<$name> for String {
             fn from(id: $name) -> Self {
-                id.0
+                id.0.to_string()
             }
         }
 
@@ -110,9 +158,11 @@ name_id!(
 /// An orchestrator, identified by its normalized service URI
 /// (`https://host:port`, no trailing slash). go-livepeer's `parseOrchAddrs`
 /// rules apply: no scheme means `https://`, no port means 8935.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct OrchestratorId(String);
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct OrchestratorId(Arc<str>);
+
+shared_text_id!(OrchestratorId);
 
 /// The orchestrator's default port (go-livepeer `starter.go`).
 pub const DEFAULT_ORCHESTRATOR_PORT: u16 = 8935;
@@ -159,7 +209,7 @@ impl OrchestratorId {
         } else {
             format!("{authority}:{DEFAULT_ORCHESTRATOR_PORT}")
         };
-        Ok(Self(format!("{scheme}://{authority}")))
+        Ok(Self(format!("{scheme}://{authority}").into()))
     }
 
     /// The service URI, e.g. `https://127.0.0.1:8935`.
@@ -182,7 +232,7 @@ impl TryFrom<String> for OrchestratorId {
 
 impl From<OrchestratorId> for String {
     fn from(id: OrchestratorId) -> Self {
-        id.0
+        id.0.to_string()
     }
 }
 

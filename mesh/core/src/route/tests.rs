@@ -511,7 +511,7 @@ fn an_old_job_in_flight_is_latency_evidence() {
 fn a_fresh_busy_answer_counts_as_full() {
     let mut w = three_classes();
     w.record(1, "fra")
-        .record_failure(Pipeline::Llm, MODEL, ErrorClass::Busy, NOW - 50);
+        .record_failure(Pipeline::Llm, MODEL, ErrorClass::Busy, NOW - 20);
     let snap = w.snapshot();
     let mut rng = rng();
     assert!(share_of(&snap, &local("fra"), &orch(2), &mut rng) > 950);
