@@ -242,3 +242,61 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sharing() -> LoadSharing {
+        LoadSharing {
+            inner: Arc::new(Inner {
+                ledger: Mutex::new(LoadLedger::new(1)),
+                board: Mutex::new(LoadBoard::default()),
+                wake: Notify::new(),
+                metrics: api::Metrics::new(),
+            }),
+        }
+    }
+
+    fn message(from: &str, bytes: Vec<u8>) -> LoadMessage {
+        LoadMessage {
+            from: NodeId::new(from).unwrap(),
+            bytes: Bytes::from(bytes),
+        }
+    }
+
+    #[test]
+    fn garbage_is_refused_and_counted_and_good_announcements_add_up() {
+        let load = sharing();
+        let orch = OrchestratorId::parse("https://o1.example:8935").unwrap();
+        for junk in [vec![], vec![9, 1, 2], vec![1, 0xff, 0xff, 0xff, 0xff, 0xff]] {
+            load.apply(&message("b", junk));
+        }
+        let good = |seq, n| LoadAnnouncement {
+            generation: 7,
+            seq,
+            complete: false,
+            counts: vec![(orch.clone(), n)],
+        };
+        load.apply(&message("b", good(1, 2).encode().unwrap()));
+        load.apply(&message("c", good(1, 3).encode().unwrap()));
+        let mut in_flight = HashMap::from([(orch.clone(), 1)]);
+        load.add_peer_totals(&mut in_flight);
+        assert_eq!(in_flight[&orch], 6);
+        assert_eq!(load.peer_in_flight_of(&NodeId::new("c").unwrap(), &orch), 3);
+        load.apply(&message("b", good(2, 0).encode().unwrap()));
+        assert_eq!(load.peer_in_flight(), BTreeMap::from([(orch.clone(), 3)]));
+
+        let text = load.inner.metrics.encode();
+        assert!(
+            text.contains("gatemesh_mesh_load_announcements_total{direction=\"refused\"} 3"),
+            "{text}"
+        );
+        assert!(text.contains("gatemesh_mesh_load_announcements_total{direction=\"received\"} 3"));
+
+        // Local changes reach the ledger.
+        load.set_local(&orch, 4);
+        let announced = lock(&load.inner.ledger).announcement(5).unwrap();
+        assert_eq!(announced.counts, vec![(orch, 4)]);
+    }
+}
