@@ -23,6 +23,7 @@
 
 mod http;
 pub mod labels;
+mod load;
 mod offer;
 pub mod usage;
 
@@ -43,6 +44,7 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 
 pub use http::{UNMATCHED_ROUTE, track_http, with_http_metrics};
+pub use labels::LoadEvent;
 pub use labels::{
     BoundedLabels, Direction, FailoverKind, ForwardOutcome, JobOutcome, NONE, OTHER, RetryReason,
     TenantLimit,
@@ -115,6 +117,7 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 struct Inner {
     registry: Registry,
     offer: offer::OfferMetrics,
+    load: load::LoadMetrics,
     jobs: Family<JobLabels, Counter>,
     job_duration: HistogramFamily<DurationLabels>,
     job_first_byte: HistogramFamily<PipelineModelLabels>,
@@ -326,9 +329,11 @@ impl Metrics {
         let usage = usage::UsageMetrics::register(&mut registry);
 
         let offer = offer::OfferMetrics::register(&mut registry);
+        let load = load::LoadMetrics::register(&mut registry);
         Self {
             inner: Arc::new(Inner {
                 offer,
+                load,
                 registry,
                 jobs,
                 job_duration,

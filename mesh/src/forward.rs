@@ -398,6 +398,7 @@ pub(crate) fn frame_name(frame: &Frame) -> &'static str {
         Frame::ResponseChunk { .. } => "ResponseChunk",
         Frame::ResponseEnd => "ResponseEnd",
         Frame::ResponseError { .. } => "ResponseError",
+        Frame::Load { .. } => "Load",
     }
 }
 

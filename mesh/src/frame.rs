@@ -3,7 +3,10 @@
 //! A frame is `[u32 big-endian length][version byte][postcard(Frame)]`, where
 //! the length covers the version byte and the body. Readers reject a frame
 //! whose length exceeds the limit they pass (at most [`MAX_FRAME_BYTES`])
-//! before allocating, and reject unknown versions. A bad frame is an error
+//! before allocating, and reject unknown versions. Uni streams use
+//! [`read_uni_frame`]: [`MAX_GOSSIP_FRAME_BYTES`], except that a
+//! [`Frame::Load`] may reach [`MAX_LOAD_FRAME_BYTES`] (its variant tag is
+//! checked before the larger buffer is allocated). A bad frame is an error
 //! for that one stream; the caller resets the stream and nothing else.
 
 use serde::{Deserialize, Serialize};
@@ -22,6 +25,16 @@ pub const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
 /// Largest gossip or push frame: chitchat messages are at most 65,507 B and
 /// push batches are bounded to the same size, plus framing overhead.
 pub const MAX_GOSSIP_FRAME_BYTES: usize = 70 * 1024;
+
+/// Largest [`Frame::Load`]: a load announcement of at most
+/// [`MAX_LOAD_ANNOUNCEMENT_BYTES`](mesh_core::load::MAX_LOAD_ANNOUNCEMENT_BYTES)
+/// (a complete table of thousands of orchestrators can exceed the gossip
+/// limit) plus the version byte, the variant tag and the bytes' length.
+pub const MAX_LOAD_FRAME_BYTES: usize = mesh_core::load::MAX_LOAD_ANNOUNCEMENT_BYTES + 16;
+
+/// Postcard tag of [`Frame::Load`] (its index in [`Frame`], one varint
+/// byte): read before allocating a uni frame larger than the gossip limit.
+pub const LOAD_VARIANT_TAG: u8 = 7;
 
 /// Size of the length prefix.
 const LENGTH_PREFIX_BYTES: usize = 4;
@@ -69,6 +82,14 @@ pub enum Frame {
         kind: RemoteFailure,
         /// Human-readable detail.
         message: String,
+    },
+    /// This node's jobs in flight (uni stream): an encoded
+    /// `mesh_core::load::LoadAnnouncement`, opaque here. The sender is the
+    /// certificate identity, never a field. Appended last so the earlier
+    /// variants keep their postcard index.
+    Load {
+        /// The encoded announcement.
+        bytes: Vec<u8>,
     },
 }
 
@@ -198,6 +219,55 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     limit: usize,
 ) -> Result<Option<Frame>, FrameError> {
+    let Some(len) = read_prefix(reader).await? else {
+        return Ok(None);
+    };
+    let limit = limit.min(MAX_FRAME_BYTES);
+    if len > limit {
+        return Err(FrameError::TooLarge { len, limit });
+    }
+    let mut body = vec![0u8; len];
+    read_body(reader, &mut body).await?;
+    decode_body(&body).map(Some)
+}
+
+/// Reads the one frame of a uni stream: at most [`MAX_GOSSIP_FRAME_BYTES`],
+/// or at most [`MAX_LOAD_FRAME_BYTES`] for a [`Frame::Load`]. A frame over
+/// the gossip limit must show the current version and the `Load` tag in its
+/// first two bytes before the rest is allocated.
+pub async fn read_uni_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+) -> Result<Option<Frame>, FrameError> {
+    let Some(len) = read_prefix(reader).await? else {
+        return Ok(None);
+    };
+    if len > MAX_LOAD_FRAME_BYTES {
+        return Err(FrameError::TooLarge {
+            len,
+            limit: MAX_LOAD_FRAME_BYTES,
+        });
+    }
+    if len <= MAX_GOSSIP_FRAME_BYTES {
+        let mut body = vec![0u8; len];
+        read_body(reader, &mut body).await?;
+        return decode_body(&body).map(Some);
+    }
+    let mut head = [0u8; 2];
+    read_body(reader, &mut head).await?;
+    if head != [WIRE_VERSION, LOAD_VARIANT_TAG] {
+        return Err(FrameError::TooLarge {
+            len,
+            limit: MAX_GOSSIP_FRAME_BYTES,
+        });
+    }
+    let mut body = vec![0u8; len];
+    body[..2].copy_from_slice(&head);
+    read_body(reader, &mut body[2..]).await?;
+    decode_body(&body).map(Some)
+}
+
+/// Reads the length prefix; `None` when the stream ended before it.
+async fn read_prefix<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Option<usize>, FrameError> {
     let mut prefix = [0u8; LENGTH_PREFIX_BYTES];
     let mut filled = 0;
     while filled < LENGTH_PREFIX_BYTES {
@@ -211,20 +281,22 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         }
         filled += n;
     }
-    let len = u32::from_be_bytes(prefix) as usize;
-    let limit = limit.min(MAX_FRAME_BYTES);
-    if len > limit {
-        return Err(FrameError::TooLarge { len, limit });
-    }
-    let mut body = vec![0u8; len];
-    reader.read_exact(&mut body).await.map_err(|e| {
+    Ok(Some(u32::from_be_bytes(prefix) as usize))
+}
+
+/// Fills `body` from the stream; an early end is [`FrameError::Truncated`].
+async fn read_body<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    body: &mut [u8],
+) -> Result<(), FrameError> {
+    reader.read_exact(body).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
             FrameError::Truncated
         } else {
             FrameError::Io(e)
         }
     })?;
-    decode_body(&body).map(Some)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -253,6 +325,9 @@ mod tests {
             Frame::ResponseError {
                 kind: RemoteFailure::Duplicate,
                 message: "x".into(),
+            },
+            Frame::Load {
+                bytes: vec![1, 0, 4],
             },
         ]
     }
@@ -323,5 +398,46 @@ mod tests {
             let _ = decode_body(&bytes);
             let _ = read_frame(&mut &bytes[..], 1024).await;
         }
+    }
+
+    #[tokio::test]
+    async fn load_frames_may_exceed_the_gossip_limit_and_nothing_else_may() {
+        let encoded = encode(&Frame::Load { bytes: vec![5] }).unwrap();
+        assert_eq!(encoded[LENGTH_PREFIX_BYTES + 1], LOAD_VARIANT_TAG);
+
+        let big = Frame::Load {
+            bytes: vec![7; MAX_GOSSIP_FRAME_BYTES * 3],
+        };
+        let wire = encode(&big).unwrap();
+        assert_eq!(read_uni_frame(&mut &wire[..]).await.unwrap(), Some(big));
+
+        let largest = Frame::Load {
+            bytes: vec![0; mesh_core::load::MAX_LOAD_ANNOUNCEMENT_BYTES],
+        };
+        let wire = encode(&largest).unwrap();
+        assert!(wire.len() - LENGTH_PREFIX_BYTES <= MAX_LOAD_FRAME_BYTES);
+        assert!(read_uni_frame(&mut &wire[..]).await.unwrap().is_some());
+
+        // A gossip frame of the same size is refused before allocation.
+        let wire = encode(&Frame::Gossip {
+            message: vec![7; MAX_GOSSIP_FRAME_BYTES * 3],
+        })
+        .unwrap();
+        assert!(matches!(
+            read_uni_frame(&mut &wire[..]).await,
+            Err(FrameError::TooLarge { .. })
+        ));
+        // Over the load limit: refused from the prefix alone.
+        let prefix = ((MAX_LOAD_FRAME_BYTES + 1) as u32).to_be_bytes();
+        assert!(matches!(
+            read_uni_frame(&mut &prefix[..]).await,
+            Err(FrameError::TooLarge { .. })
+        ));
+        // Small frames read as before.
+        let wire = encode(&Frame::Leave { generation: 3 }).unwrap();
+        assert_eq!(
+            read_uni_frame(&mut &wire[..]).await.unwrap(),
+            Some(Frame::Leave { generation: 3 })
+        );
     }
 }

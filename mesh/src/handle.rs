@@ -22,7 +22,8 @@ use crate::endpoint::MeshEndpoint;
 use crate::endpoint::{ConnectionHandler, EndpointError, EndpointTiming, LinkFilter, LinkGate};
 use crate::forward::{self, ForwardError, ForwardRequest, ForwardResponse, RecentIds, RequestId};
 use crate::forward::{ForwardHandler, ResponseStream, ServeContext};
-use crate::frame::{self, Frame, MAX_FRAME_BYTES, MAX_GOSSIP_FRAME_BYTES, PushedRecord};
+use crate::frame::{self, Frame, MAX_FRAME_BYTES, PushedRecord};
+use crate::load::{self, AnnounceError, LoadMessage, MAX_LOAD_ANNOUNCEMENT_BYTES};
 use crate::membership::{self, Member, MemberState, MemberTracker, NodeView, QuicTransport};
 use crate::membership::{KEY_ADMIN_URL, KEY_API_URL, KEY_LEAVING, KEY_LOAD, KEY_MESH_ADDR};
 use crate::membership::{KEY_REGION, KEY_VERSION, MEMBER_KEYS};
@@ -41,7 +42,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 const PUSH_QUEUE: usize = 1024;
 
 /// Values per push frame, in bytes: keeps a frame under
-/// [`MAX_GOSSIP_FRAME_BYTES`], which receivers enforce on uni streams.
+/// [`MAX_GOSSIP_FRAME_BYTES`](crate::frame::MAX_GOSSIP_FRAME_BYTES), which receivers enforce on uni streams.
 const PUSH_BATCH_BYTES: usize = 48 * 1024;
 
 /// Push sends in flight at once (all peers together); beyond it, drop.
@@ -94,6 +95,7 @@ struct Inner {
     shared: Arc<Shared>,
     members_rx: watch::Receiver<Vec<Member>>,
     push_tx: mpsc::Sender<PushedRecord>,
+    load_slots: Arc<Semaphore>,
     next_seq: AtomicU64,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     stopped: AtomicBool,
@@ -108,6 +110,8 @@ struct Shared {
     forward_handler: RwLock<Option<ForwardHandler>>,
     recent: Mutex<RecentIds>,
     stats: Arc<Stats>,
+    /// Load announcements received, to every subscriber.
+    load_events: broadcast::Sender<LoadMessage>,
     /// Fault injection: streams from peers it rejects are dropped unread.
     gate: LinkGate,
 }
@@ -144,6 +148,7 @@ impl Mesh {
             forward_handler: RwLock::new(None),
             recent: Mutex::new(RecentIds::default()),
             stats: stats.clone(),
+            load_events: broadcast::channel(load::LOAD_EVENT_BUFFER).0,
             gate: endpoint.link_gate(),
         });
         let mut tasks = vec![endpoint.start(Arc::new(shared.clone()))];
@@ -211,6 +216,7 @@ impl Mesh {
             shared,
             members_rx,
             push_tx,
+            load_slots: Arc::new(Semaphore::new(load::MAX_INFLIGHT_LOAD_SENDS)),
             next_seq: AtomicU64::new(1),
             tasks: Mutex::new(Vec::new()),
             stopped: AtomicBool::new(false),
@@ -325,6 +331,48 @@ impl MeshHandle {
                 }
             })
             .await;
+    }
+
+    /// Sends a load announcement (opaque bytes, at most
+    /// [`MAX_LOAD_ANNOUNCEMENT_BYTES`]) at once to every reachable peer, one
+    /// uni stream each. Never waits on the network: the sends run as tasks
+    /// (at most [`load::MAX_INFLIGHT_LOAD_SENDS`] at once; beyond that a
+    /// send is dropped and counted). Returns how many sends were started.
+    pub fn announce_load(&self, bytes: Bytes) -> Result<usize, AnnounceError> {
+        if bytes.len() > MAX_LOAD_ANNOUNCEMENT_BYTES {
+            return Err(AnnounceError::TooLarge { len: bytes.len() });
+        }
+        if self.inner.stopped.load(Ordering::Relaxed) {
+            return Err(AnnounceError::ShutDown);
+        }
+        let encoded = frame::encode(&Frame::Load {
+            bytes: bytes.to_vec(),
+        })
+        .map_err(|e| AnnounceError::Encode(e.to_string()))?;
+        let encoded = Bytes::from(encoded);
+        let peers: Vec<SocketAddr> = self
+            .inner
+            .members_rx
+            .borrow()
+            .iter()
+            .filter(|m| !m.is_self && m.state.is_reachable())
+            .map(|m| m.mesh_addr)
+            .collect();
+        Ok(load::send_to_peers(
+            &self.inner.endpoint,
+            &self.inner.load_slots,
+            &self.inner.shared.stats,
+            &encoded,
+            peers,
+        ))
+    }
+
+    /// Every load announcement peers send from now on. A receiver that
+    /// lags more than [`load::LOAD_EVENT_BUFFER`] messages gets
+    /// `RecvError::Lagged` (the lost counts are repaired by each peer's
+    /// next announcement or refresh).
+    pub fn subscribe_load(&self) -> broadcast::Receiver<LoadMessage> {
+        self.inner.shared.load_events.subscribe()
     }
 
     /// Sends `body` to `peer` and streams its response back. Reuse the same
@@ -483,7 +531,7 @@ impl Shared {
             return;
         }
         let mut counted = frame::CountingReader::new(&mut recv);
-        let read = frame::read_frame(&mut counted, MAX_GOSSIP_FRAME_BYTES);
+        let read = frame::read_uni_frame(&mut counted);
         let frame = tokio::time::timeout(STREAM_FIRST_FRAME_TIMEOUT, read).await;
         let bytes = counted.bytes_read();
         let frame = match frame {
@@ -494,6 +542,7 @@ impl Shared {
         };
         let counter = match &frame {
             Frame::Push { .. } => &self.stats.push_bytes_received,
+            Frame::Load { .. } => &self.stats.load_bytes_received,
             _ => &self.stats.gossip_bytes_received,
         };
         counter.fetch_add(bytes, Ordering::Relaxed);
@@ -512,6 +561,19 @@ impl Shared {
             Frame::Leave { generation } => {
                 info!(peer = %peer.node, generation, "peer announced departure");
                 lock(&self.tracker).record_leave(peer.node, generation);
+            }
+            Frame::Load { bytes } => {
+                if bytes.len() > MAX_LOAD_ANNOUNCEMENT_BYTES {
+                    self.stats.load_rejected.fetch_add(1, Ordering::Relaxed);
+                    let reason = format!("load announcement of {} bytes", bytes.len());
+                    return self.reject(&mut recv, &peer, &reason);
+                }
+                self.stats.load_received.fetch_add(1, Ordering::Relaxed);
+                // The sender is the authenticated peer; no subscriber is fine.
+                let _ = self.load_events.send(LoadMessage {
+                    from: peer.node,
+                    bytes: Bytes::from(bytes),
+                });
             }
             other => {
                 let reason = format!("unexpected {} on a uni stream", forward::frame_name(&other));

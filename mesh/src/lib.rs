@@ -16,13 +16,16 @@
 //! - [`replication`]: per-node records, pushed directly and gossiped.
 //! - [`forward`]: request/streamed-response to a named peer, at most once
 //!   per request id.
+//! - [`load`]: load announcements (jobs in flight), sent at once to every
+//!   peer ([`MeshHandle::announce_load`], [`MeshHandle::subscribe_load`]).
 //! - [`Mesh::start`] / [`MeshHandle`]: everything wired together.
 //! - Fault injection for tests and the local lab:
 //!   [`MeshHandle::set_link_filter`] cuts this node off from chosen peers
 //!   (a partition without touching the OS).
 //!
 //! `mesh/ALGORITHM.md` explains gossip, failure detection, generations,
-//! tombstone GC, direct push and forwarding, with the tuned numbers.
+//! tombstone GC, direct push, load announcements and forwarding, with the
+//! tuned numbers.
 //!
 //! ## What this crate is not
 //! It does not know what records mean (observations and their merge live in
@@ -34,6 +37,7 @@ pub mod endpoint;
 pub mod forward;
 pub mod frame;
 mod handle;
+pub mod load;
 pub mod membership;
 pub mod replication;
 pub mod seeds;
@@ -47,6 +51,7 @@ pub use forward::{
     ResponseStream,
 };
 pub use handle::{Mesh, MeshError, MeshHandle};
+pub use load::{AnnounceError, LoadMessage};
 pub use membership::{Member, MemberState};
 pub use replication::{Record, RecordError};
 pub use stats::MeshStats;

@@ -19,6 +19,12 @@ pub(crate) struct Stats {
     pub(crate) gossip_bytes_received: AtomicU64,
     pub(crate) push_bytes_sent: AtomicU64,
     pub(crate) push_bytes_received: AtomicU64,
+    pub(crate) load_sent: AtomicU64,
+    pub(crate) load_bytes_sent: AtomicU64,
+    pub(crate) load_dropped: AtomicU64,
+    pub(crate) load_received: AtomicU64,
+    pub(crate) load_bytes_received: AtomicU64,
+    pub(crate) load_rejected: AtomicU64,
 }
 
 /// A copy of the mesh counters.
@@ -53,6 +59,19 @@ pub struct MeshStats {
     pub push_bytes_sent_total: u64,
     /// Bytes of push frames read from peers.
     pub push_bytes_received_total: u64,
+    /// Load frames written to peers (one per peer and announcement).
+    pub load_sent_total: u64,
+    /// Bytes of load frames written to peers (framing included).
+    pub load_bytes_sent_total: u64,
+    /// Load frames not sent: all send slots busy, or the send failed.
+    pub load_dropped_total: u64,
+    /// Load frames received and handed to subscribers.
+    pub load_received_total: u64,
+    /// Bytes of load frames read from peers (refused ones included).
+    pub load_bytes_received_total: u64,
+    /// Load frames refused (announcement over the size limit); also in
+    /// `frames_rejected_total`.
+    pub load_rejected_total: u64,
 }
 
 impl Stats {
@@ -73,6 +92,12 @@ impl Stats {
             gossip_bytes_received_total: get(&self.gossip_bytes_received),
             push_bytes_sent_total: get(&self.push_bytes_sent),
             push_bytes_received_total: get(&self.push_bytes_received),
+            load_sent_total: get(&self.load_sent),
+            load_bytes_sent_total: get(&self.load_bytes_sent),
+            load_dropped_total: get(&self.load_dropped),
+            load_received_total: get(&self.load_received),
+            load_bytes_received_total: get(&self.load_bytes_received),
+            load_rejected_total: get(&self.load_rejected),
         }
     }
 }

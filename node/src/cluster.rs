@@ -2,7 +2,8 @@
 //! mesh-core [`View`], records from other nodes are merged into it, and
 //! routing reads snapshots of it. With a mesh, records travel as mesh
 //! records (`obs/<orchestrator>`, `blocklist`); without one, the view is
-//! simply local.
+//! simply local. With a mesh, jobs in flight are also shared directly
+//! ([`crate::load`]) and routing counts every node's.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -45,6 +46,8 @@ struct Inner {
     snapshot: RwLock<Option<ViewSnapshot>>,
     changed: Notify,
     mesh: Option<MeshHandle>,
+    /// Jobs in flight shared with peers (with a mesh only).
+    load: Option<crate::load::LoadSharing>,
     members: Option<watch::Receiver<Vec<Member>>>,
     events: Arc<EventRing>,
     metrics: api::Metrics,
@@ -63,7 +66,7 @@ impl std::fmt::Debug for Cluster {
 impl Cluster {
     /// A view with no mesh (single node).
     pub fn standalone(node: NodeId, region: RegionId, metrics: api::Metrics) -> Self {
-        Self::build(node, region, None, metrics)
+        Self::build(node, region, None, None, metrics)
     }
 
     /// A view replicated over `mesh`. Starts the replication tasks; they stop
@@ -73,10 +76,12 @@ impl Cluster {
         metrics: api::Metrics,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
+        let load = crate::load::LoadSharing::start(mesh.clone(), metrics.clone(), shutdown.clone());
         let cluster = Self::build(
             mesh.node().clone(),
             mesh.region().clone(),
             Some(mesh),
+            Some(load),
             metrics,
         );
         tokio::spawn(cluster.clone().publish_loop(shutdown.clone()));
@@ -90,6 +95,7 @@ impl Cluster {
         node: NodeId,
         region: RegionId,
         mesh: Option<MeshHandle>,
+        load: Option<crate::load::LoadSharing>,
         metrics: api::Metrics,
     ) -> Self {
         let members = mesh.as_ref().map(MeshHandle::subscribe_members);
@@ -101,6 +107,7 @@ impl Cluster {
                 snapshot: RwLock::new(None),
                 changed: Notify::new(),
                 mesh,
+                load,
                 members,
                 events: Arc::new(EventRing::default()),
                 metrics,
@@ -117,6 +124,11 @@ impl Cluster {
     /// This node's region.
     pub fn region(&self) -> &RegionId {
         &self.inner.region
+    }
+
+    /// Jobs in flight shared with peers, when the node runs in a cluster.
+    pub fn load_sharing(&self) -> Option<&crate::load::LoadSharing> {
+        self.inner.load.as_ref()
     }
 
     /// The mesh, when the node runs in a cluster.
@@ -167,10 +179,16 @@ impl Cluster {
     }
 
     /// [`Self::local_state`] from the registry's jobs in flight: counts and
-    /// the start of the oldest job per orchestrator (latency evidence).
+    /// the start of the oldest job per orchestrator (latency evidence). In a
+    /// cluster the counts include every peer's announced jobs in flight
+    /// (`in_flight_includes_peers`).
     pub fn local_state_from(&self, registry: &crate::registry::Registry) -> LocalState {
         let mut local = self.local_state(registry.in_flight());
         local.in_flight_since_ms = registry.in_flight_since().into_iter().collect();
+        if let Some(load) = &self.inner.load {
+            load.add_peer_totals(&mut local.in_flight);
+            local.in_flight_includes_peers = true;
+        }
         local
     }
 

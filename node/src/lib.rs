@@ -11,6 +11,7 @@
 //! - [`discovery`]: static list and webhook; periodic `GetOrchestrator`.
 //! - [`registry`]: the known orchestrators, their sessions and in-flight counts.
 //! - [`cluster`]: the shared view (mesh-core) and its replication over the mesh.
+//! - [`load`]: jobs in flight announced to and from every peer at once.
 //! - [`forward`]: cross-region forwarding of jobs over the mesh.
 //! - [`jobs`]: pick, send, classify, retry and fail over; media re-hosting.
 //! - [`media`]: the bounded, expiring store of re-hosted results.
@@ -37,6 +38,7 @@ pub mod demo;
 pub mod discovery;
 pub mod forward;
 pub mod jobs;
+pub mod load;
 pub mod media;
 pub mod offer;
 pub mod offering;
@@ -179,6 +181,9 @@ impl Node {
         .await?;
 
         let registry = Registry::default();
+        if let Some(load) = cluster.load_sharing() {
+            registry.observe_in_flight(Arc::new(load.clone()));
+        }
         let client = livepeer::OrchestratorClient::with_options(livepeer::ClientOptions {
             local_address: config.discovery.source_ip,
             ..livepeer::ClientOptions::default()

@@ -4,11 +4,13 @@
 //!
 //! Health and latency statistics live in the mesh-core view (see
 //! [`crate::cluster`]), shared with the other nodes; this table holds what
-//! only this process needs.
+//! only this process needs. Every change of an in-flight count is also told
+//! to an [`InFlightObserver`] (in a cluster, the load announcements of
+//! [`crate::load`]), under the table's lock so changes arrive in order.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use livepeer::Session;
 use mesh_core::{OrchestratorId, Pipeline};
@@ -23,6 +25,16 @@ pub struct Registry {
     inner: Arc<RwLock<BTreeMap<OrchestratorId, Entry>>>,
     /// Source of job tokens (tell the guards of one orchestrator apart).
     next_job: Arc<AtomicU64>,
+    /// Told every change of an in-flight count (set once).
+    observer: Arc<OnceLock<Arc<dyn InFlightObserver>>>,
+}
+
+/// Hears every change of this node's in-flight count on an orchestrator.
+/// Called with the registry's lock held: must be quick and must not call
+/// back into the registry.
+pub trait InFlightObserver: Send + Sync + std::fmt::Debug {
+    /// This node now has `in_flight` jobs on `orchestrator`.
+    fn in_flight_changed(&self, orchestrator: &OrchestratorId, in_flight: u32);
 }
 
 /// What the table knows about one orchestrator.
@@ -47,11 +59,30 @@ impl Registry {
         let dropped = wanted.len().saturating_sub(MAX_ORCHESTRATORS);
         wanted.truncate(MAX_ORCHESTRATORS);
         let mut inner = self.write();
-        inner.retain(|id, _| wanted.binary_search(id).is_ok());
+        inner.retain(|id, entry| {
+            let keep = wanted.binary_search(id).is_ok();
+            if !keep && entry.in_flight > 0 {
+                // Its guards find no entry any more: announce the end now.
+                self.notify(id, 0);
+            }
+            keep
+        });
         for id in wanted {
             inner.entry(id).or_default();
         }
         dropped
+    }
+
+    /// Installs the observer of in-flight changes; returns false (and keeps
+    /// the first) if one is installed already.
+    pub fn observe_in_flight(&self, observer: Arc<dyn InFlightObserver>) -> bool {
+        self.observer.set(observer).is_ok()
+    }
+
+    fn notify(&self, id: &OrchestratorId, in_flight: u32) {
+        if let Some(observer) = self.observer.get() {
+            observer.in_flight_changed(id, in_flight);
+        }
     }
 
     /// The known orchestrators.
@@ -112,6 +143,7 @@ impl Registry {
         if let Some(entry) = self.write().get_mut(id) {
             entry.in_flight += 1;
             entry.started.push((token, now_ms));
+            self.notify(id, entry.in_flight);
         }
         InFlightGuard {
             registry: self.clone(),
@@ -170,6 +202,7 @@ impl Drop for InFlightGuard {
             if let Some(i) = entry.started.iter().position(|&(t, _)| t == self.token) {
                 entry.started.swap_remove(i);
             }
+            self.registry.notify(&self.id, entry.in_flight);
         }
     }
 }
@@ -207,5 +240,47 @@ mod tests {
         // A job on an orchestrator outside the table is not tracked.
         let _stray = registry.begin_job_at(&orch(3), 2_000);
         assert!(registry.in_flight_since().is_empty());
+    }
+
+    #[derive(Debug, Default)]
+    struct Recorder(std::sync::Mutex<Vec<(OrchestratorId, u32)>>);
+
+    impl InFlightObserver for Recorder {
+        fn in_flight_changed(&self, orchestrator: &OrchestratorId, in_flight: u32) {
+            self.0
+                .lock()
+                .unwrap()
+                .push((orchestrator.clone(), in_flight));
+        }
+    }
+
+    #[test]
+    fn the_observer_hears_every_change_and_the_end_of_removed_orchestrators() {
+        let registry = Registry::default();
+        let recorder = Arc::new(Recorder::default());
+        assert!(registry.observe_in_flight(recorder.clone()));
+        assert!(!registry.observe_in_flight(Arc::new(Recorder::default())));
+        registry.set_members([orch(1), orch(2)]);
+        let first = registry.clone().begin_job(&orch(1));
+        let second = registry.begin_job(&orch(1));
+        let other = registry.begin_job(&orch(2));
+        drop(first);
+        // orch(2) leaves the table with a job running: announced as 0 now,
+        // and its guard's drop changes nothing.
+        registry.set_members([orch(1)]);
+        drop(other);
+        drop(second);
+        let _stray = registry.begin_job(&orch(3));
+        assert_eq!(
+            *recorder.0.lock().unwrap(),
+            vec![
+                (orch(1), 1),
+                (orch(1), 2),
+                (orch(2), 1),
+                (orch(1), 1),
+                (orch(2), 0),
+                (orch(1), 0),
+            ]
+        );
     }
 }

@@ -171,6 +171,22 @@ label_enum!(
 );
 
 label_enum!(
+    /// What happened to load announcements (`direction` of
+    /// `gatemesh_mesh_load_announcements_total`).
+    LoadEvent {
+        /// Written to a peer (one per peer and announcement).
+        Sent => "sent",
+        /// Received from a peer and applied.
+        Received => "received",
+        /// Received but undecodable or refused (too large, too many peers).
+        Refused => "refused",
+        /// Not sent (send slots busy, send failed) or lost by a lagging
+        /// receiver.
+        Dropped => "dropped",
+    }
+);
+
+label_enum!(
     /// How a forwarded job ended.
     ForwardOutcome {
         /// The peer returned a result.

@@ -361,6 +361,8 @@ pub fn record_every_metric(metrics: &Metrics) {
     metrics.record_gossip_bytes(Direction::Out, 1_200);
     metrics.record_gossip_bytes(Direction::In, 900);
     metrics.record_forward(Direction::Out, ForwardOutcome::Success);
+    metrics.record_load_announcements(api::metrics::LoadEvent::Sent, 3);
+    metrics.record_load_bytes(Direction::In, 120);
     metrics.record_tenant_request("acme");
     metrics.record_tenant_rejection("acme", TenantLimit::RequestsPerMinute);
     metrics.set_tenant_usage_ratio("acme", TenantLimit::RequestsPerMinute, 0.5);
