@@ -69,7 +69,6 @@ fn property_3a_slow_orchestrator_share_below_1_percent_after_2_s() {
 }
 
 #[test]
-#[ignore = "regressed in the small world (seed 3: 1.28x) since routing concentrates on the fastest orchestrator; holds at full size (seed 1: 1.06x): see SIMULATION.md, 'Findings'"]
 fn property_3b_slow_orchestrator_p99_within_1_2x() {
     let report = run(Scenario::SlowOrchestrator);
     assert!(report.reference_p99_ms.is_some());
@@ -85,10 +84,19 @@ fn property_4_region_down() {
     assert!(v.is_empty(), "{v:#?}");
 }
 
+/// The cluster of the acceptance criteria (3 regions × 3 nodes, 50
+/// orchestrators, 150 jobs/s), shortened to 20 s: in the small world each
+/// region has 6 orchestrators, so a fifth of the jobs cross regions and
+/// accuracy is bounded by how late load crosses an ocean (SIMULATION.md).
+const STEADY_ACCEPTANCE: Size = Size {
+    duration_s: 20.0,
+    ..Size::FULL
+};
+
 #[test]
-#[ignore = "fails: ~48% (seed 3), limited by collisions on stale gossiped in-flight counts: see SIMULATION.md, 'Findings'"]
 fn property_5a_steady_accuracy_at_least_95_percent() {
-    let report = run(Scenario::Steady);
+    let report = run_scenario(Scenario::Steady, STEADY_ACCEPTANCE, SEED);
+    println!("{}", table(&report));
     let v = violations(&report, "5a");
     assert!(v.is_empty(), "{v:#?}");
 }
