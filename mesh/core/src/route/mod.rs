@@ -727,7 +727,9 @@ fn filter(
     {
         return Some(Filtered::Excluded);
     }
-    if constraints::outside_pool(job, &snapshot.orchestrators()[offer.orchestrator].id) {
+    if job.pool.is_some()
+        && constraints::outside_pool(job, &snapshot.orchestrators()[offer.orchestrator].id)
+    {
         return Some(Filtered::Pool);
     }
     None
