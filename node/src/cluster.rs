@@ -269,11 +269,6 @@ impl Cluster {
         );
     }
 
-    /// This node's in-flight count on `orchestrator` changed.
-    pub fn record_in_flight(&self, orchestrator: &OrchestratorId, in_flight: u32) {
-        self.change(|view, now| view.local_in_flight(orchestrator, in_flight, now));
-    }
-
     /// Blocks an orchestrator cluster-wide.
     pub fn block(&self, orchestrator: OrchestratorId) -> Result<(), String> {
         let result = self

@@ -446,7 +446,9 @@ impl View {
     }
 
     /// Local: this node's in-flight count on the orchestrator. Only stamps a
-    /// new version (and so only gossips) when the value changes.
+    /// new version (and so only gossips) when the value changes. Nodes do
+    /// not call this for routing: counts travel as load announcements
+    /// (`crate::load`), far fresher than a gossiped record.
     pub fn local_in_flight(
         &mut self,
         orchestrator: &OrchestratorId,
