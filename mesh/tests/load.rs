@@ -5,50 +5,27 @@
 //! Reproduce the latency figures:
 //! `cargo nextest run -p mesh --test load --no-capture -E 'test(latency)'`
 
+mod common;
+
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use mesh::endpoint::{ConnectionHandler, EndpointTiming, MeshEndpoint};
 use mesh::frame::{self, Frame, MAX_LOAD_FRAME_BYTES};
-use mesh::{LoadMessage, MemberState, Mesh, MeshConfig, MeshHandle, PeerIdentity, certs};
+use mesh::{LoadMessage, MemberState, Mesh, MeshConfig, MeshHandle, PeerIdentity};
+use mesh_core::OrchestratorId;
 use mesh_core::load::{LoadAnnouncement, MAX_LOAD_ANNOUNCEMENT_BYTES};
-use mesh_core::{NodeId, OrchestratorId, RegionId};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-/// Upper bound for anything that should converge on loopback.
-const CONVERGE: Duration = Duration::from_secs(5);
+use common::{CONVERGE, Ca, loopback};
+
 /// Announcements in the latency run.
 const LATENCY_SAMPLES: u64 = 2_000;
 /// Pace of the latency run (a busy node's job-change rate and more).
 const LATENCY_PACE: Duration = Duration::from_millis(1);
-
-struct Ca {
-    dir: tempfile::TempDir,
-}
-
-impl Ca {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        certs::init_ca(dir.path()).unwrap();
-        Self { dir }
-    }
-
-    fn identity(&self, node: &str, region: &str) -> mesh::NodeIdentity {
-        let node = NodeId::new(node).unwrap();
-        let region = RegionId::new(region).unwrap();
-        let path: &Path = self.dir.path();
-        certs::issue_node(path, path, &node, &region).unwrap();
-        mesh::NodeIdentity::load_issued(path, &node, path).unwrap()
-    }
-}
-
-fn loopback() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
-}
 
 async fn start(ca: &Ca, node: &str, seeds: &[SocketAddr]) -> MeshHandle {
     let config = MeshConfig {

@@ -1,9 +1,10 @@
 //! Multi-node tests on loopback: membership, records, failure detection,
 //! restarts, forwarding, hostile peers and DNS seeds.
 
+mod common;
+
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,33 +13,12 @@ use mesh::endpoint::{ConnectionHandler, EndpointTiming, MeshEndpoint};
 use mesh::frame::{self, Frame, RemoteFailure};
 use mesh::{
     ForwardError, HandlerError, MemberState, Mesh, MeshConfig, MeshHandle, NodeIdentity,
-    PeerIdentity, RequestId, certs,
+    PeerIdentity, RequestId,
 };
-use mesh_core::{NodeId, RegionId};
+use mesh_core::NodeId;
 use tokio::time::Instant;
 
-/// Upper bound for anything that should converge on loopback.
-const CONVERGE: Duration = Duration::from_secs(5);
-
-struct Ca {
-    dir: tempfile::TempDir,
-}
-
-impl Ca {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        certs::init_ca(dir.path()).unwrap();
-        Self { dir }
-    }
-
-    fn identity(&self, node: &str, region: &str) -> NodeIdentity {
-        let node = NodeId::new(node).unwrap();
-        let region = RegionId::new(region).unwrap();
-        let path: &Path = self.dir.path();
-        certs::issue_node(path, path, &node, &region).unwrap();
-        NodeIdentity::load_issued(path, &node, path).unwrap()
-    }
-}
+use common::{CONVERGE, Ca, loopback};
 
 fn config(listen: SocketAddr, seeds: &[SocketAddr]) -> MeshConfig {
     MeshConfig {
@@ -47,10 +27,6 @@ fn config(listen: SocketAddr, seeds: &[SocketAddr]) -> MeshConfig {
         api_url: "https://127.0.0.1:8443".into(),
         ..MeshConfig::default()
     }
-}
-
-fn loopback() -> SocketAddr {
-    "127.0.0.1:0".parse().unwrap()
 }
 
 async fn start(ca: &Ca, node: &str, region: &str, seeds: &[SocketAddr]) -> MeshHandle {

@@ -441,6 +441,15 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
         }
     }
 
+    /// Whether a message from `node` can reach `peer` now (another node,
+    /// up, not cut off by a partition).
+    fn reaches(&self, node: NodeIdx, peer: NodeIdx) -> bool {
+        let nodes = &self.plan.config.topology.nodes;
+        peer != node
+            && self.nodes[peer].up
+            && !self.partitioned(nodes[node].region, nodes[peer].region)
+    }
+
     fn partitioned(&self, a: RegionIdx, b: RegionIdx) -> bool {
         self.partitions
             .iter()
@@ -644,10 +653,7 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
         };
         let topo = &self.plan.config.topology;
         for peer in 0..self.nodes.len() {
-            if peer == node
-                || !self.nodes[peer].up
-                || self.partitioned(topo.nodes[node].region, topo.nodes[peer].region)
-            {
+            if !self.reaches(node, peer) {
                 continue;
             }
             let mut delay_ms = topo.node_to_node_rtt_ms(node, peer) / 2.0
@@ -693,10 +699,7 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
         let prop = &self.plan.config.propagation;
         let topo = &self.plan.config.topology;
         for peer in 0..self.nodes.len() {
-            if peer == node
-                || !self.nodes[peer].up
-                || self.partitioned(topo.nodes[node].region, topo.nodes[peer].region)
-            {
+            if !self.reaches(node, peer) {
                 continue;
             }
             let delay_ms = topo.node_to_node_rtt_ms(node, peer) / 2.0
