@@ -599,13 +599,24 @@ fn a_nearby_orchestrator_wins_over_a_slightly_faster_one_abroad() {
     w.warm(2, "lax").probe(2, "lax", 2);
     let plan = pick(&job(), &w.snapshot(), &local("fra"), &mut rng());
     assert_eq!(first(&plan), Some(&orch(1)), "{plan}");
-    // Clearly faster abroad (20 %) still wins.
+    // So does one 20 % faster: the load we put abroad is known there late.
     let mut w = World::default();
     w.warm(1, "fra")
         .latency(1, "fra", 400, 20)
         .probe(1, "fra", 2);
     w.warm(2, "fra")
         .latency(2, "fra", 320, 20)
+        .probe(2, "fra", 150);
+    w.warm(2, "lax").probe(2, "lax", 2);
+    let plan = pick(&job(), &w.snapshot(), &local("fra"), &mut rng());
+    assert_eq!(first(&plan), Some(&orch(1)), "{plan}");
+    // Twice as fast abroad wins.
+    let mut w = World::default();
+    w.warm(1, "fra")
+        .latency(1, "fra", 400, 20)
+        .probe(1, "fra", 2);
+    w.warm(2, "fra")
+        .latency(2, "fra", 200, 20)
         .probe(2, "fra", 150);
     w.warm(2, "lax").probe(2, "lax", 2);
     let plan = pick(&job(), &w.snapshot(), &local("fra"), &mut rng());
