@@ -31,17 +31,18 @@ use crate::id::{NodeId, OrchestratorId};
 pub const LOAD_FORMAT_VERSION: u8 = 1;
 
 /// Most orchestrators in one announcement or one peer's table: a node never
-/// runs jobs on more orchestrators than the view holds, and the view is
-/// bounded well below this.
-pub const MAX_LOAD_ENTRIES: usize = 4_096;
+/// runs jobs on more orchestrators than its view holds.
+pub const MAX_LOAD_ENTRIES: usize = crate::view::MAX_ORCHESTRATORS;
 
 /// Most peers on a board (a cluster is a few dozen nodes; this only stops a
 /// flood of identities from growing memory).
 pub const MAX_LOAD_PEERS: usize = 1_024;
 
 /// Largest encoded announcement: [`MAX_LOAD_ENTRIES`] entries of an id of at
-/// most 256 bytes plus a count, with room to spare.
-pub const MAX_LOAD_ANNOUNCEMENT_BYTES: usize = 1_200 * 1_024;
+/// most 256 bytes (plus its length) and a count, with room to spare
+/// (1,024 × 264 B ≈ 270 KB). It bounds what a peer can make a node buffer
+/// per stream.
+pub const MAX_LOAD_ANNOUNCEMENT_BYTES: usize = 300 * 1_024;
 
 /// A node's jobs in flight on some orchestrators.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
