@@ -515,9 +515,11 @@ pub fn pick_with<R: Rng + ?Sized>(
             f64::NAN
         };
         if tier <= Tier::Remote {
+            // One division per offer, not one per region.
+            let per_reliability = 1.0 / reliability.max(0.01);
             for (best, l) in region_best.iter_mut().zip(offer.by_region.iter()) {
                 if l.samples > 0.0 && l.latency_ms > 0.0 {
-                    *best = best.min(l.latency_ms / reliability.max(0.01));
+                    *best = best.min(l.latency_ms * per_reliability);
                 }
             }
         }
@@ -581,6 +583,11 @@ pub fn pick_with<R: Rng + ?Sized>(
     } else {
         Vec::new()
     };
+    let per_min_price = if min_price > 0.0 {
+        1.0 / min_price
+    } else {
+        0.0
+    };
     for s in &mut scored {
         let offer = &offers[s.offer];
         if s.own_latency.is_nan() {
@@ -599,7 +606,7 @@ pub fn pick_with<R: Rng + ?Sized>(
             s.components.latency_ms = s.components.latency_ms.max(*age as f64);
         }
         let relative = if min_price > 0.0 {
-            (offer.price_per_unit / min_price - 1.0).clamp(0.0, 1.0)
+            (offer.price_per_unit * per_min_price - 1.0).clamp(0.0, 1.0)
         } else if offer.price_per_unit > 0.0 {
             1.0
         } else {
