@@ -674,16 +674,22 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
                     .propagation_ms
                     .push((wait_ms + delay_ms - network_ms) as f32);
             }
-            let to_epoch = self.nodes[peer].epoch;
-            self.schedule(
-                self.now.plus_us(us(delay_ms)),
-                Event::Deliver {
-                    to: peer,
-                    epoch: to_epoch,
-                    msg: Rc::clone(&msg),
-                },
-            );
+            self.deliver(peer, delay_ms, &msg);
         }
+    }
+
+    /// Schedules `msg` to reach `peer` after `delay_ms`, unless `peer`
+    /// restarts meanwhile.
+    fn deliver(&mut self, peer: NodeIdx, delay_ms: f64, msg: &Rc<P::Gossip>) {
+        let epoch = self.nodes[peer].epoch;
+        self.schedule(
+            self.now.plus_us(us(delay_ms)),
+            Event::Deliver {
+                to: peer,
+                epoch,
+                msg: Rc::clone(msg),
+            },
+        );
     }
 
     /// Delivers `node`'s direct message, if it has one, to every live peer
@@ -706,15 +712,7 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
                 + self
                     .direct_rng
                     .lognormal(prop.direct_median_ms, prop.direct_sigma);
-            let to_epoch = self.nodes[peer].epoch;
-            self.schedule(
-                self.now.plus_us(us(delay_ms)),
-                Event::Deliver {
-                    to: peer,
-                    epoch: to_epoch,
-                    msg: Rc::clone(&msg),
-                },
-            );
+            self.deliver(peer, delay_ms, &msg);
         }
     }
 

@@ -585,40 +585,27 @@ fn announced_peer_counts_replace_the_gossiped_ones() {
     assert_eq!(first(&plan), Some(&orch(2)));
 }
 
+/// Seen from fra: orchestrator 1 (home fra, 2 ms away) at 400 ms, and
+/// orchestrator 2 (home lax, 150 ms away) at `abroad_ms`.
+fn home_or_abroad(abroad_ms: u32) -> Option<OrchestratorId> {
+    let mut w = World::default();
+    w.warm(1, "fra")
+        .latency(1, "fra", 400, 20)
+        .probe(1, "fra", 2);
+    w.warm(2, "fra")
+        .latency(2, "fra", abroad_ms, 20)
+        .probe(2, "fra", 150);
+    w.warm(2, "lax").probe(2, "lax", 2);
+    let plan = pick(&job(), &w.snapshot(), &local("fra"), &mut rng());
+    first(&plan).cloned()
+}
+
 #[test]
 fn a_nearby_orchestrator_wins_over_a_slightly_faster_one_abroad() {
-    let mut w = World::default();
-    // Seen from fra: orchestrator 1 (home fra) at 400 ms; orchestrator 2
-    // (home lax) at 380 ms, 5 % faster but across the ocean.
-    w.warm(1, "fra")
-        .latency(1, "fra", 400, 20)
-        .probe(1, "fra", 2);
-    w.warm(2, "fra")
-        .latency(2, "fra", 380, 20)
-        .probe(2, "fra", 150);
-    w.warm(2, "lax").probe(2, "lax", 2);
-    let plan = pick(&job(), &w.snapshot(), &local("fra"), &mut rng());
-    assert_eq!(first(&plan), Some(&orch(1)), "{plan}");
-    // So does one 20 % faster: the load we put abroad is known there late.
-    let mut w = World::default();
-    w.warm(1, "fra")
-        .latency(1, "fra", 400, 20)
-        .probe(1, "fra", 2);
-    w.warm(2, "fra")
-        .latency(2, "fra", 320, 20)
-        .probe(2, "fra", 150);
-    w.warm(2, "lax").probe(2, "lax", 2);
-    let plan = pick(&job(), &w.snapshot(), &local("fra"), &mut rng());
-    assert_eq!(first(&plan), Some(&orch(1)), "{plan}");
+    // 5 % faster abroad: home wins.
+    assert_eq!(home_or_abroad(380), Some(orch(1)));
+    // 20 % faster: home still wins; the load we put abroad is known there late.
+    assert_eq!(home_or_abroad(320), Some(orch(1)));
     // Twice as fast abroad wins.
-    let mut w = World::default();
-    w.warm(1, "fra")
-        .latency(1, "fra", 400, 20)
-        .probe(1, "fra", 2);
-    w.warm(2, "fra")
-        .latency(2, "fra", 200, 20)
-        .probe(2, "fra", 150);
-    w.warm(2, "lax").probe(2, "lax", 2);
-    let plan = pick(&job(), &w.snapshot(), &local("fra"), &mut rng());
-    assert_eq!(first(&plan), Some(&orch(2)), "{plan}");
+    assert_eq!(home_or_abroad(200), Some(orch(2)));
 }
