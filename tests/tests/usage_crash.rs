@@ -18,7 +18,7 @@ use serde_json::json;
 use simulations::emulator::{Fleet, LatencySpec, ModelSpec, OrchestratorSpec};
 use tests::lab::{ProcessNode, gatemesh_binary};
 use tests::ops::wait_log_line;
-use tests::{API_KEY, https_client, wait_until};
+use tests::{API_KEY, GatewayConfig, https_client, wait_until};
 
 /// Concurrent client loops.
 const CLIENTS: usize = 16;
@@ -27,36 +27,12 @@ const OK_BEFORE_KILL: usize = 60;
 /// Price of one image.
 const FRAME_NANO_USD: u64 = 2_500_000;
 
+/// The test gateway's configuration, logging JSON (the harness reads the
+/// process's log), charging per image and writing usage to `usage_dir`.
 fn node_toml(orchestrators: &[String], usage_dir: &std::path::Path) -> String {
-    let orchestrators = orchestrators
-        .iter()
-        .map(|u| format!("{u:?}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
+    let mut text = GatewayConfig::new(orchestrators.to_vec()).toml();
+    text.push_str(&format!(
         r#"
-[node]
-name = "crash-1"
-region = "local"
-
-[http]
-listen_addr = "127.0.0.1:0"
-
-[admin]
-listen_addr = "127.0.0.1:0"
-
-[api]
-request_deadline_ms = 20000
-
-[[keys]]
-key = "{API_KEY}"
-tenant = "crash"
-
-[discovery]
-orchestrators = [{orchestrators}]
-info_refresh_ms = 500
-get_orchestrator_timeout_ms = 1000
-
 [log]
 format = "json"
 filter = "warn,node=info"
@@ -71,7 +47,8 @@ dir = {dir:?}
 max_batch_records = 64
 "#,
         dir = usage_dir.display().to_string(),
-    )
+    ));
+    text
 }
 
 async fn start(
