@@ -499,12 +499,14 @@ fn sync_dir(dir: &Path) -> Result<(), LogError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use mesh_core::Pipeline;
     use mesh_core::billing::{UsageOutcome, Wei};
 
-    fn record(id: usize) -> UsageRecord {
+    /// A usage record for tests: tenant `even` or `odd` by `id`, costing
+    /// `id` nano-USD, at `1_000 + id` ms.
+    pub(crate) fn record(id: usize) -> UsageRecord {
         UsageRecord {
             seq: 0,
             request_id: format!("r{id}"),

@@ -202,34 +202,12 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use axum::routing::post;
-    use mesh_core::Pipeline;
-    use mesh_core::billing::{UsageOutcome, UsageRecord, Wei};
+    use mesh_core::billing::UsageRecord;
 
     use crate::usage::log::UsageLogOptions;
 
     fn record(id: u64) -> UsageRecord {
-        UsageRecord {
-            seq: 0,
-            request_id: format!("r{id}"),
-            tenant: "t".into(),
-            tier: "default".into(),
-            pipeline: Pipeline::Llm,
-            model_id: "m".into(),
-            unit: None,
-            units: 0,
-            price_per_unit_nano_usd: 0,
-            cost_nano_usd: id,
-            orchestrator_units: 1,
-            orchestrator_unit: "max_tokens".into(),
-            orchestrator_price_wei_per_unit: None,
-            orchestrator_paid_wei: Wei(0),
-            region: None,
-            node: "n".into(),
-            orchestrator: None,
-            latency_ms: 1,
-            outcome: UsageOutcome::Ok,
-            unix_ms: id,
-        }
+        crate::usage::log::tests::record(id as usize)
     }
 
     /// A sink that fails its first `fail` requests, then keeps what it gets.
