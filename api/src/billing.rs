@@ -233,15 +233,6 @@ mod tests {
     use crate::validate::{job_from_json, job_from_parts};
     use mesh_core::FormPart;
 
-    fn text(name: &str, value: &str) -> FormPart {
-        FormPart {
-            name: name.into(),
-            file_name: None,
-            content_type: None,
-            data: value.as_bytes().to_vec(),
-        }
-    }
-
     #[test]
     fn facts_come_from_the_completed_request() {
         let job = job_from_json(
@@ -275,8 +266,8 @@ mod tests {
                 content_type: Some("image/png".into()),
                 data: fixtures::png_header(4, 4),
             },
-            text("fps", "7"),
-            text("timeout_seconds", "-1"),
+            FormPart::text("fps", "7"),
+            FormPart::text("timeout_seconds", "-1"),
         ];
         let job = job_from_parts(Pipeline::ImageToVideo, parts).unwrap();
         assert!(matches!(request_facts(&job), Err(ApiError::Validation(_))));

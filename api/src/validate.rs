@@ -307,10 +307,10 @@ pub fn job_from_parts(pipeline: Pipeline, mut parts: Vec<FormPart>) -> Result<Jo
             let (default_width, default_height) = DEFAULT_IMAGE_TO_VIDEO_SIZE;
             let mut extra = vec![];
             if request.width.is_none() {
-                extra.push(text_part("width", &default_width.to_string()));
+                extra.push(FormPart::text("width", &default_width.to_string()));
             }
             if request.height.is_none() {
-                extra.push(text_part("height", &default_height.to_string()));
+                extra.push(FormPart::text("height", &default_height.to_string()));
             }
             let width = request.width.unwrap_or(default_width);
             let height = request.height.unwrap_or(default_height);
@@ -353,7 +353,7 @@ pub fn job_from_parts(pipeline: Pipeline, mut parts: Vec<FormPart>) -> Result<Jo
             part.file_name = None;
             part.content_type = None;
         }
-        None => parts.push(text_part("model_id", &model_id)),
+        None => parts.push(FormPart::text("model_id", &model_id)),
     }
     parts.extend(extra);
     Ok(JobSpec {
@@ -399,15 +399,6 @@ pub async fn read_multipart(body: bytes::Bytes, boundary: &str) -> Result<Vec<Fo
         });
     }
     Ok(parts)
-}
-
-fn text_part(name: &str, value: &str) -> FormPart {
-    FormPart {
-        name: name.to_owned(),
-        file_name: None,
-        content_type: None,
-        data: value.as_bytes().to_vec(),
-    }
 }
 
 fn wrong_kind(pipeline: Pipeline) -> ApiError {
@@ -968,7 +959,7 @@ mod tests {
     fn multipart_model_id_is_replaced_when_empty() {
         let parts = vec![
             file("image", fixtures::png_header(10, 20)),
-            text_part("model_id", ""),
+            FormPart::text("model_id", ""),
         ];
         let spec = job_from_parts(Pipeline::ImageToText, parts).expect("valid");
         let JobBody::Multipart(parts) = &spec.body else {
@@ -983,8 +974,8 @@ mod tests {
     fn duplicate_and_undecodable_parts_are_rejected() {
         let parts = vec![
             file("image", b"garbage".to_vec()),
-            text_part("prompt", "a"),
-            text_part("prompt", "b"),
+            FormPart::text("prompt", "a"),
+            FormPart::text("prompt", "b"),
         ];
         let Err(ApiError::Validation(issues)) = job_from_parts(Pipeline::Upscale, parts) else {
             panic!("expected validation error");

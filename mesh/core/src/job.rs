@@ -46,6 +46,18 @@ pub struct FormPart {
     pub data: Vec<u8>,
 }
 
+impl FormPart {
+    /// A plain text field (no file name, no content type).
+    pub fn text(name: &str, value: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            file_name: None,
+            content_type: None,
+            data: value.as_bytes().to_vec(),
+        }
+    }
+}
+
 /// Who served a job: returned in response headers and logged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attribution {

@@ -113,15 +113,6 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    fn field(name: &str, value: &str) -> FormPart {
-        FormPart {
-            name: name.into(),
-            file_name: None,
-            content_type: None,
-            data: value.as_bytes().to_vec(),
-        }
-    }
-
     #[test]
     fn encodes_like_go_mime_multipart() {
         let parts = [
@@ -131,7 +122,7 @@ mod tests {
                 content_type: Some("image/png".into()),
                 data: vec![0x89, b'P', b'N', b'G'],
             },
-            field("prompt", "a cat"),
+            FormPart::text("prompt", "a cat"),
         ];
         let encoded = encode_with_boundary(&parts, "XYZ");
         assert_eq!(encoded.content_type, "multipart/form-data; boundary=XYZ");
@@ -159,7 +150,7 @@ mod tests {
 
     #[test]
     fn random_boundary_avoids_the_data() {
-        let encoded = encode(&[field("prompt", "x")]);
+        let encoded = encode(&[FormPart::text("prompt", "x")]);
         let boundary = encoded
             .content_type
             .strip_prefix("multipart/form-data; boundary=")
