@@ -41,8 +41,9 @@ pub fn month_end_ms(index: u64) -> u64 {
 }
 
 /// (year, month 1–12, day 1–31) of a day count since 1970-01-01
-/// (H. Hinnant's `civil_from_days`, for non-negative days).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+/// (H. Hinnant's `civil_from_days`, for non-negative days; proleptic
+/// Gregorian, UTC).
+pub fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let z = days + 719_468;
     let era = z / 146_097;
     let doe = z - era * 146_097;
