@@ -155,7 +155,6 @@ async fn kill_9_under_load_keeps_every_charged_record_exactly_once() -> anyhow::
     )
     .await?;
     child.kill()?; // SIGKILL while requests are in flight
-    tokio::time::sleep(Duration::from_millis(200)).await;
     stop.store(true, Ordering::SeqCst);
     for worker in workers {
         worker.await?;
