@@ -84,11 +84,7 @@ impl LoadSharing {
 
     /// Adds the peers' announced jobs in flight to `in_flight`.
     pub fn add_peer_totals(&self, in_flight: &mut HashMap<OrchestratorId, u32>) {
-        let board = lock(&self.inner.board);
-        for (orchestrator, n) in board.totals() {
-            let count = in_flight.entry(orchestrator.clone()).or_default();
-            *count = count.saturating_add(n);
-        }
+        lock(&self.inner.board).add_to(in_flight);
     }
 
     /// The peers' announced jobs in flight per orchestrator (non-zero only).

@@ -399,6 +399,16 @@ impl LoadBoard {
         self.totals.iter().map(|(o, &n)| (o, n))
     }
 
+    /// Adds the peers' jobs in flight to `in_flight` (this node's own
+    /// counts), giving what `LocalState::in_flight` holds when
+    /// `in_flight_includes_peers` is set.
+    pub fn add_to(&self, in_flight: &mut HashMap<OrchestratorId, u32>) {
+        for (orchestrator, &n) in &self.totals {
+            let count = in_flight.entry(orchestrator.clone()).or_default();
+            *count = count.saturating_add(n);
+        }
+    }
+
     /// `node`'s announced count on `orchestrator`.
     pub fn peer_in_flight(&self, node: &NodeId, orchestrator: &OrchestratorId) -> u32 {
         self.peers

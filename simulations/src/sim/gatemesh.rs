@@ -445,16 +445,9 @@ impl GatemeshPolicy {
         let mut local = LocalState::new(region.clone(), now);
         let n = &self.nodes[input.node];
         let starts = &n.starts;
-        local.in_flight_includes_peers = true;
-        for (id, count) in n.board.totals() {
-            local.in_flight.insert(id.clone(), count);
-        }
         for (orch, &count) in input.inflight.iter().enumerate() {
             if count > 0 {
-                *local
-                    .in_flight
-                    .entry(self.orch_ids[orch].clone())
-                    .or_default() += count;
+                local.in_flight.insert(self.orch_ids[orch].clone(), count);
             }
             if let Some(&oldest) = starts[orch].iter().min() {
                 local
@@ -462,6 +455,8 @@ impl GatemeshPolicy {
                     .insert(self.orch_ids[orch].clone(), now_ms(SimTime(oldest)));
             }
         }
+        n.board.add_to(&mut local.in_flight);
+        local.in_flight_includes_peers = true;
         let plan = pick_with(&job, snapshot, &local, &self.params.route, rng);
         let first = plan.attempts.first()?;
         self.index.get(&first.orchestrator).copied()

@@ -64,6 +64,10 @@ fn totals_sum_over_peers() {
     }
     assert_eq!(board.in_flight(&orch(1)), 6);
     assert_eq!(board.peer_in_flight(&node("fra-2"), &orch(1)), 2);
+    // Added to this node's own counts, as routing sees them.
+    let mut in_flight = HashMap::from([(orch(1), 1), (orch(2), 2)]);
+    board.add_to(&mut in_flight);
+    assert_eq!(in_flight, HashMap::from([(orch(1), 7), (orch(2), 2)]));
     board.forget(&node("fra-2"));
     assert_eq!(board.in_flight(&orch(1)), 4);
     board.retain_peers(|n| n.as_str() == "lax-1");
