@@ -14,7 +14,7 @@
 //!   so such an orchestrator counts as within the budget: otherwise a new
 //!   orchestrator could never be measured.
 
-use super::{Candidate, FilterCounts, JobRequirements, LatencySource, PickReason, Scored};
+use super::{Candidate, FilterCounts, JobRequirements, LatencySource, Scored};
 use crate::id::OrchestratorId;
 
 /// A latency budget for one job.
@@ -55,10 +55,8 @@ pub(super) fn split_over_budget(
     let Some(budget) = job.latency_budget else {
         return Vec::new();
     };
-    let over = |s: &Scored| {
-        s.components.latency_source != LatencySource::Prior
-            && s.components.latency_ms > budget.max_ms
-    };
+    let over =
+        |s: &Scored| s.latency_source != LatencySource::Prior && s.latency_ms > budget.max_ms;
     match budget.over_budget {
         OverBudget::Never => {
             let before = scored.len();
@@ -83,25 +81,18 @@ pub(super) fn append_last_resort(
     attempts: &mut Vec<Candidate>,
     mut late: Vec<Scored>,
     max_attempts: usize,
-    id_of: impl Fn(&Scored) -> OrchestratorId,
+    to_candidate: impl Fn(&Scored) -> Candidate,
 ) {
     late.sort_by(|a, b| {
         (a.tier, a.score)
             .partial_cmp(&(b.tier, b.score))
             .unwrap_or(std::cmp::Ordering::Equal)
     });
-    for s in late {
+    for s in &late {
         if attempts.len() >= max_attempts {
             break;
         }
-        attempts.push(Candidate {
-            orchestrator: id_of(&s),
-            tier: s.tier,
-            expected_latency_ms: s.components.latency_ms,
-            score: s.score,
-            reason: PickReason::Failover,
-            components: s.components,
-        });
+        attempts.push(to_candidate(s));
     }
 }
 
@@ -117,7 +108,7 @@ mod tests {
     use crate::hlc::Hlc;
     use crate::id::{NodeId, RegionId};
     use crate::pipeline::Pipeline;
-    use crate::route::{LocalState, Tier, pick};
+    use crate::route::{LocalState, PickReason, Tier, pick};
     use crate::view::{ObservationRecord, ViewSnapshot};
 
     const NOW: u64 = 10_000_000;

@@ -391,12 +391,105 @@ pub fn pick<R: Rng + ?Sized>(
     pick_with(job, snapshot, local, &RouteConfig::default(), rng)
 }
 
+/// One offer that passed the filters. Kept small: a pick scores every offer
+/// but builds [`ScoreComponents`] only for the few in the plan.
 struct Scored {
-    offer: usize,
+    /// Index into the offers of (pipeline, model).
+    offer: u32,
+    /// The offer's orchestrator (index into the snapshot's).
+    orchestrator: u32,
+    /// The offer's price, wei per unit (0 = free or none).
+    price_per_unit: f64,
     tier: Tier,
-    own_latency: f64,
+    latency_source: LatencySource,
+    /// Expected latency from here, ms (NaN until estimated when no job
+    /// latency from this region is known).
+    latency_ms: f64,
+    own_region_samples: f64,
+    load: f64,
+    /// Everything in the score but latency and price: load factor × GPU
+    /// factor × other-region factor ÷ reliability.
+    multiplier: f64,
     score: f64,
-    components: ScoreComponents,
+}
+
+/// A ranking key: tier, then score (finite and non-negative, so its bits
+/// order like the number), then position in `scored`.
+type RankKey = (Tier, u64, u32);
+
+/// The job's filters, with what every offer's check needs worked out once.
+struct Filters<'a> {
+    job: &'a JobRequirements,
+    snapshot: &'a ViewSnapshot,
+    now_ms: u64,
+    /// Snapshot indices of the allowed regions.
+    allowed: Option<Vec<usize>>,
+}
+
+impl<'a> Filters<'a> {
+    fn new(job: &'a JobRequirements, snapshot: &'a ViewSnapshot, now_ms: u64) -> Self {
+        let allowed = job.allowed_regions.as_ref().map(|list| {
+            list.iter()
+                .filter_map(|r| snapshot.region_index(r))
+                .collect()
+        });
+        Self {
+            job,
+            snapshot,
+            now_ms,
+            allowed,
+        }
+    }
+
+    /// Why `offer` cannot serve the job, if it cannot. Cheap checks first;
+    /// the ones most jobs do not use cost a test of an empty list.
+    #[inline(always)]
+    fn reject(&self, offer: &Offer) -> Option<Filtered> {
+        let job = self.job;
+        if offer.blocked {
+            return Some(Filtered::Blocked);
+        }
+        if offer.ejected_until_ms > self.now_ms {
+            return Some(Filtered::Ejected);
+        }
+        if !offer.warm && !job.allow_cold {
+            return Some(Filtered::Cold);
+        }
+        if let (Some(max), Some(price)) = (job.max_price, offer.price)
+            && price > max
+        {
+            return Some(Filtered::Price);
+        }
+        if !job.gpu_excluded.is_empty() && gpu_matches(offer, &job.gpu_excluded) {
+            return Some(Filtered::Gpu);
+        }
+        if let Some(allowed) = &self.allowed
+            && !offer.home_region.is_some_and(|h| allowed.contains(&h))
+        {
+            return Some(Filtered::Region);
+        }
+        if !job.exclude.is_empty()
+            && job
+                .exclude
+                .contains(&self.snapshot.orchestrators()[offer.orchestrator].id)
+        {
+            return Some(Filtered::Excluded);
+        }
+        if job.pool.is_some()
+            && constraints::outside_pool(job, &self.snapshot.orchestrators()[offer.orchestrator].id)
+        {
+            return Some(Filtered::Pool);
+        }
+        None
+    }
+}
+
+/// Whether any of the offer's GPUs contains any of `fragments`.
+fn gpu_matches(offer: &Offer, fragments: &[String]) -> bool {
+    offer
+        .gpus_lower
+        .iter()
+        .any(|g| fragments.iter().any(|x| contains_ignore_case(g, x)))
 }
 
 /// Plans where to run `job`. Pure: the same inputs and rng state give the
@@ -410,20 +503,18 @@ pub fn pick_with<R: Rng + ?Sized>(
 ) -> RoutePlan {
     let offers = snapshot.offers(job.pipeline, &job.model_id);
     let local_idx = snapshot.region_index(&local.region);
-    let allowed: Option<Vec<usize>> = job.allowed_regions.as_ref().map(|list| {
-        list.iter()
-            .filter_map(|r| snapshot.region_index(r))
-            .collect()
-    });
+    let filters = Filters::new(job, snapshot, local.now_ms);
+    let mut forwarding = Forwarding::new(job, snapshot, local, config);
     let mut filtered = FilterCounts {
         offered: offers.len() as u32,
         ..FilterCounts::default()
     };
     let mut scored: Vec<Scored> = Vec::with_capacity(offers.len());
     let mut min_price = f64::INFINITY;
+    let mut unknown_latencies = 0usize;
 
     // Local loads by snapshot index: hashing every offer's id would cost
-    // more than binary-searching the few ids with jobs in flight.
+    // more than looking up the few ids with jobs in flight.
     let local_loads: Option<Vec<u32>> =
         (!local.in_flight.is_empty() && local.in_flight.len() < offers.len()).then(|| {
             let mut loads = vec![0u32; snapshot.orchestrators().len()];
@@ -435,14 +526,9 @@ pub fn pick_with<R: Rng + ?Sized>(
             loads
         });
 
-    // Latencies known from here (for the prior), and per region the best
-    // healthy evidence for this job (for forwarding).
-    let mut known_latencies: Vec<f64> = Vec::with_capacity(offers.len());
-    let mut region_best = [f64::INFINITY; FORWARD_REGIONS];
-
     // Pass 1: filters, reliability, load, latency from here when known.
     for (i, offer) in offers.iter().enumerate() {
-        if let Some(reason) = filter(job, snapshot, local, allowed.as_deref(), offer) {
+        if let Some(reason) = filters.reject(offer) {
             match reason {
                 Filtered::Blocked => filtered.blocked += 1,
                 Filtered::Ejected => filtered.ejected += 1,
@@ -459,8 +545,16 @@ pub fn pick_with<R: Rng + ?Sized>(
             .and_then(|r| offer.by_region.get(r))
             .copied()
             .unwrap_or_default();
-        let reliability = (offer.successes + config.prior_successes)
-            / (offer.successes + offer.failures + config.prior_successes + config.prior_failures);
+        // Posterior success rate = good ÷ all; only its inverse is needed
+        // per offer (one division), the rate itself only for the plan.
+        let good = offer.successes + config.prior_successes;
+        let all = offer.successes + offer.failures + config.prior_successes + config.prior_failures;
+        let degraded = good < config.degraded_reliability * all;
+        let per_reliability = if good > 0.0 && good >= 0.01 * all {
+            all / good
+        } else {
+            100.0
+        };
         let local_load = match &local_loads {
             Some(loads) => loads.get(offer.orchestrator).copied().unwrap_or(0),
             None if local.in_flight.is_empty() => 0,
@@ -474,8 +568,12 @@ pub fn pick_with<R: Rng + ?Sized>(
         } else {
             offer.in_flight_remote
         };
-        let in_flight = f64::from(local_load.saturating_add(remote));
-        let mut load = in_flight / f64::from(offer.capacity.max(1));
+        let in_flight = local_load.saturating_add(remote);
+        let mut load = if in_flight == 0 {
+            0.0
+        } else {
+            f64::from(in_flight) / f64::from(offer.capacity.max(1))
+        };
         if offer.capacity > 0
             && offer.busy_at_ms > 0
             && local.now_ms.saturating_sub(offer.busy_at_ms) < config.busy_hold_ms
@@ -484,23 +582,8 @@ pub fn pick_with<R: Rng + ?Sized>(
             // the gossiped counts may not show it yet.
             load = load.max(1.0);
         }
-        let load_factor = load_factor(load, offer.capacity, config.free_slot_load_weight);
-        let gpu_factor = if !job.gpu_preferred.is_empty()
-            && offer
-                .gpus_lower
-                .iter()
-                .any(|g| job.gpu_preferred.iter().any(|p| contains_ignore_case(g, p)))
-        {
-            config.gpu_preferred_factor
-        } else {
-            1.0
-        };
         let observed_here = own.samples > 0.0 || own.probe_rtt_ms > 0.0;
-        let tier = match (
-            offer.warm,
-            observed_here,
-            reliability < config.degraded_reliability,
-        ) {
+        let tier = match (offer.warm, observed_here, degraded) {
             (true, true, false) => Tier::Home,
             (true, false, false) => Tier::Remote,
             (true, _, true) => Tier::Degraded,
@@ -508,53 +591,47 @@ pub fn pick_with<R: Rng + ?Sized>(
             (false, _, _) => Tier::ColdRemote,
         };
         min_price = min_price.min(offer.price_per_unit);
-        let own_latency = if own.samples > 0.0 && own.latency_ms > 0.0 {
-            known_latencies.push(own.latency_ms);
+        let latency_ms = if own.samples > 0.0 && own.latency_ms > 0.0 {
             own.latency_ms
         } else {
+            unknown_latencies += 1;
             f64::NAN
         };
         if tier <= Tier::Remote {
-            // One division per offer, not one per region.
-            let per_reliability = 1.0 / reliability.max(0.01);
-            for (best, l) in region_best.iter_mut().zip(offer.by_region.iter()) {
-                if l.samples > 0.0 && l.latency_ms > 0.0 {
-                    *best = best.min(l.latency_ms * per_reliability);
-                }
-            }
+            forwarding.observe(offer, per_reliability);
         }
+        let away = match (offer.home_region, local_idx) {
+            (Some(home), Some(here)) if home != here => config.other_region_factor,
+            _ => 1.0,
+        };
         scored.push(Scored {
-            offer: i,
+            offer: i as u32,
+            orchestrator: offer.orchestrator as u32,
+            price_per_unit: offer.price_per_unit,
             tier,
-            own_latency,
+            latency_source: LatencySource::OwnRegion,
+            latency_ms,
+            own_region_samples: own.samples,
+            load,
+            multiplier: per_reliability
+                * load_factor(load, offer.capacity, config.free_slot_load_weight)
+                * gpu_factor(job, offer, config)
+                * away,
             score: 0.0,
-            components: ScoreComponents {
-                latency_ms: own_latency,
-                latency_source: LatencySource::OwnRegion,
-                own_region_samples: own.samples,
-                reliability,
-                load,
-                load_factor,
-                price_factor: 1.0,
-                gpu_factor,
-            },
         });
     }
     if scored.is_empty() {
         return RoutePlan {
             attempts: Vec::new(),
-            forward_to: forward_targets(job, snapshot, local, config, &region_best, rng),
+            forward_to: forwarding.targets(config, rng),
             filtered,
         };
     }
 
-    // Pass 2: priors for unknown latency, price factor, score.
-    // The prior is only needed when some latency from here is unknown.
-    let prior = if known_latencies.len() < scored.len() {
-        prior_latency(&mut known_latencies, config)
-    } else {
-        config.default_latency_ms
-    };
+    // Pass 2: estimates for unknown latency, the age bound, price, score.
+    if unknown_latencies > 0 {
+        estimate_unknown_latencies(&mut scored, offers, local_idx, config);
+    }
     // Ages of this node's oldest jobs in flight, by snapshot index.
     let ages: Option<Vec<u64>> = (!local.in_flight_since_ms.is_empty()).then(|| {
         let mut ages = vec![0u64; snapshot.orchestrators().len()];
@@ -565,123 +642,168 @@ pub fn pick_with<R: Rng + ?Sized>(
         }
         ages
     });
-    // Service times seen from here by GPU, for orchestrators with nothing
-    // better (only built when some latency from here is unknown).
-    let by_gpu: Vec<(&str, f64)> = if known_latencies.len() < scored.len() {
-        scored
-            .iter()
-            .filter(|s| !s.own_latency.is_nan())
-            .filter_map(|s| {
-                let offer = &offers[s.offer];
-                let gpu = offer.gpus_lower.first()?;
-                let rtt = local_idx
-                    .and_then(|r| offer.by_region.get(r))
-                    .map_or(0.0, |l| l.probe_rtt_ms);
-                Some((gpu.as_str(), (s.own_latency - rtt).max(0.0)))
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let per_min_price = if min_price > 0.0 {
-        1.0 / min_price
-    } else {
-        0.0
-    };
+    let prices = PriceFactor::new(min_price, config.price_weight);
     for s in &mut scored {
-        let offer = &offers[s.offer];
-        if s.own_latency.is_nan() {
-            let (latency, source) = match local_idx.and_then(|r| probe_adjusted(offer, r)) {
-                Some(l) => (l, LatencySource::ProbeAdjusted),
-                None => match same_gpu(offer, local_idx, &by_gpu) {
-                    Some(l) => (l, LatencySource::SameGpu),
-                    None => (prior, LatencySource::Prior),
-                },
-            };
-            s.components.latency_ms = latency;
-            s.components.latency_source = source;
-        }
-        if let Some(age) = ages.as_ref().and_then(|a| a.get(offer.orchestrator)) {
+        if let Some(age) = ages.as_ref().and_then(|a| a.get(s.orchestrator as usize)) {
             // A job running this long means the latency is at least this.
-            s.components.latency_ms = s.components.latency_ms.max(*age as f64);
+            s.latency_ms = s.latency_ms.max(*age as f64);
         }
-        let relative = if min_price > 0.0 {
-            (offer.price_per_unit * per_min_price - 1.0).clamp(0.0, 1.0)
-        } else if offer.price_per_unit > 0.0 {
-            1.0
-        } else {
-            0.0
-        };
-        s.components.price_factor = 1.0 + config.price_weight * relative;
-        let away = match (offer.home_region, local_idx) {
-            (Some(home), Some(here)) if home != here => config.other_region_factor,
-            _ => 1.0,
-        };
-        let c = &s.components;
-        s.score = c.latency_ms / c.reliability.max(0.01)
-            * c.load_factor
-            * c.price_factor
-            * c.gpu_factor
-            * away;
+        s.score = s.latency_ms * s.multiplier * prices.of(s.price_per_unit);
     }
     let last_resort = constraints::split_over_budget(job, &mut scored, &mut filtered);
     if scored.is_empty() {
         return RoutePlan {
             attempts: Vec::new(),
-            forward_to: forward_targets(job, snapshot, local, config, &region_best, rng),
+            forward_to: forwarding.targets(config, rng),
             filtered,
         };
     }
-    // Only the head of the order is ever used: sort just that, on small
-    // integer keys (scores are finite and non-negative, so their bits order
-    // like the numbers).
-    let mut ranked: Vec<(Tier, u64, u32)> = scored
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let score = if s.score.is_finite() {
-                s.score.max(0.0)
-            } else {
-                f64::MAX
-            };
-            (s.tier, score.to_bits(), i as u32)
-        })
-        .collect();
+
+    // Only the head of the order is ever used: keep just that, sorted.
     let head = config.max_attempts.max(config.top_k).max(1);
-    if ranked.len() > head {
-        ranked.select_nth_unstable(head - 1);
-        ranked[..head].sort_unstable();
-    } else {
-        ranked.sort_unstable();
+    let mut ranked: Vec<RankKey> = Vec::with_capacity(head + 1);
+    for (i, s) in scored.iter().enumerate() {
+        let key = (s.tier, rank_score(s.score).to_bits(), i as u32);
+        if ranked.len() == head && key >= ranked[head - 1] {
+            continue;
+        }
+        let at = ranked.partition_point(|k| *k < key);
+        ranked.insert(at, key);
+        ranked.truncate(head);
     }
 
     let (first, reason) = choose_first(&scored, &ranked, config, rng);
-    let mut attempts = Vec::with_capacity(config.max_attempts.min(ranked.len()));
-    let order = std::iter::once(first).chain((0..ranked.len()).filter(|&r| r != first));
-    for (n, r) in order.take(config.max_attempts).enumerate() {
-        let s = &scored[ranked[r].2 as usize];
-        attempts.push(Candidate {
-            orchestrator: snapshot.orchestrators()[offers[s.offer].orchestrator]
-                .id
-                .clone(),
+    let candidate = |s: &Scored, reason: PickReason| {
+        let offer = &offers[s.offer as usize];
+        Candidate {
+            orchestrator: snapshot.orchestrators()[offer.orchestrator].id.clone(),
             tier: s.tier,
-            expected_latency_ms: s.components.latency_ms,
+            expected_latency_ms: s.latency_ms,
             score: s.score,
-            reason: if n == 0 { reason } else { PickReason::Failover },
-            components: s.components,
-        });
+            reason,
+            components: ScoreComponents {
+                latency_ms: s.latency_ms,
+                latency_source: s.latency_source,
+                own_region_samples: s.own_region_samples,
+                reliability: reliability(offer, config),
+                load: s.load,
+                load_factor: load_factor(s.load, offer.capacity, config.free_slot_load_weight),
+                price_factor: prices.of(offer.price_per_unit),
+                gpu_factor: gpu_factor(job, offer, config),
+            },
+        }
+    };
+    let mut attempts = Vec::with_capacity(config.max_attempts.min(scored.len()));
+    let rest = ranked.iter().map(|k| k.2 as usize).filter(|&i| i != first);
+    for (n, i) in std::iter::once(first)
+        .chain(rest)
+        .take(config.max_attempts)
+        .enumerate()
+    {
+        attempts.push(candidate(
+            &scored[i],
+            if n == 0 { reason } else { PickReason::Failover },
+        ));
     }
     if !last_resort.is_empty() {
         constraints::append_last_resort(&mut attempts, last_resort, config.max_attempts, |s| {
-            snapshot.orchestrators()[offers[s.offer].orchestrator]
-                .id
-                .clone()
+            candidate(s, PickReason::Failover)
         });
     }
     RoutePlan {
         attempts,
-        forward_to: forward_targets(job, snapshot, local, config, &region_best, rng),
+        forward_to: forwarding.targets(config, rng),
         filtered,
+    }
+}
+
+/// The price factor of an offer: `1 + weight × (price ÷ cheapest − 1)`,
+/// the relative excess capped at 1.
+struct PriceFactor {
+    min_price: f64,
+    per_min_price: f64,
+    weight: f64,
+}
+
+impl PriceFactor {
+    fn new(min_price: f64, weight: f64) -> Self {
+        Self {
+            min_price,
+            per_min_price: if min_price > 0.0 {
+                1.0 / min_price
+            } else {
+                0.0
+            },
+            weight,
+        }
+    }
+
+    #[inline]
+    fn of(&self, price_per_unit: f64) -> f64 {
+        let relative = if self.min_price > 0.0 {
+            (price_per_unit * self.per_min_price - 1.0).clamp(0.0, 1.0)
+        } else if price_per_unit > 0.0 {
+            1.0
+        } else {
+            0.0
+        };
+        1.0 + self.weight * relative
+    }
+}
+
+/// Posterior success rate over every region (health evidence).
+fn reliability(offer: &Offer, config: &RouteConfig) -> f64 {
+    (offer.successes + config.prior_successes)
+        / (offer.successes + offer.failures + config.prior_successes + config.prior_failures)
+}
+
+/// The score multiplier for the job's preferred GPUs.
+#[inline]
+fn gpu_factor(job: &JobRequirements, offer: &Offer, config: &RouteConfig) -> f64 {
+    if !job.gpu_preferred.is_empty() && gpu_matches(offer, &job.gpu_preferred) {
+        config.gpu_preferred_factor
+    } else {
+        1.0
+    }
+}
+
+/// Latency from here for the offers without job latency from this region:
+/// another region's, corrected by probe round trips; else the service time
+/// this region sees on the same GPU plus our round trip; else the prior.
+fn estimate_unknown_latencies(
+    scored: &mut [Scored],
+    offers: &[Offer],
+    local_idx: Option<usize>,
+    config: &RouteConfig,
+) {
+    let mut known: Vec<f64> = scored
+        .iter()
+        .map(|s| s.latency_ms)
+        .filter(|l| !l.is_nan())
+        .collect();
+    // Service times seen from here by GPU.
+    let by_gpu: Vec<(&str, f64)> = scored
+        .iter()
+        .filter(|s| !s.latency_ms.is_nan())
+        .filter_map(|s| {
+            let offer = &offers[s.offer as usize];
+            let gpu = offer.gpus_lower.first()?;
+            let rtt = local_idx
+                .and_then(|r| offer.by_region.get(r))
+                .map_or(0.0, |l| l.probe_rtt_ms);
+            Some((gpu.as_str(), (s.latency_ms - rtt).max(0.0)))
+        })
+        .collect();
+    let prior = prior_latency(&mut known, config);
+    for s in scored.iter_mut().filter(|s| s.latency_ms.is_nan()) {
+        let offer = &offers[s.offer as usize];
+        (s.latency_ms, s.latency_source) = match local_idx.and_then(|r| probe_adjusted(offer, r)) {
+            Some(l) => (l, LatencySource::ProbeAdjusted),
+            None => match same_gpu(offer, local_idx, &by_gpu) {
+                Some(l) => (l, LatencySource::SameGpu),
+                None => (prior, LatencySource::Prior),
+            },
+        };
     }
 }
 
@@ -694,55 +816,6 @@ enum Filtered {
     Cold,
     Excluded,
     Pool,
-}
-
-fn filter(
-    job: &JobRequirements,
-    snapshot: &ViewSnapshot,
-    local: &LocalState,
-    allowed: Option<&[usize]>,
-    offer: &Offer,
-) -> Option<Filtered> {
-    if offer.blocked {
-        return Some(Filtered::Blocked);
-    }
-    if offer.ejected_until_ms > local.now_ms {
-        return Some(Filtered::Ejected);
-    }
-    if !offer.warm && !job.allow_cold {
-        return Some(Filtered::Cold);
-    }
-    if let (Some(max), Some(price)) = (job.max_price, offer.price)
-        && price > max
-    {
-        return Some(Filtered::Price);
-    }
-    if !job.gpu_excluded.is_empty()
-        && offer
-            .gpus_lower
-            .iter()
-            .any(|g| job.gpu_excluded.iter().any(|x| contains_ignore_case(g, x)))
-    {
-        return Some(Filtered::Gpu);
-    }
-    if let Some(allowed) = allowed
-        && !offer.home_region.is_some_and(|h| allowed.contains(&h))
-    {
-        return Some(Filtered::Region);
-    }
-    if !job.exclude.is_empty()
-        && job
-            .exclude
-            .contains(&snapshot.orchestrators()[offer.orchestrator].id)
-    {
-        return Some(Filtered::Excluded);
-    }
-    if job.pool.is_some()
-        && constraints::outside_pool(job, &snapshot.orchestrators()[offer.orchestrator].id)
-    {
-        return Some(Filtered::Pool);
-    }
-    None
 }
 
 /// Score multiplier for `load` = in flight ÷ advertised capacity. A free
@@ -808,29 +881,28 @@ fn probe_adjusted(offer: &Offer, local_idx: usize) -> Option<f64> {
 
 fn choose_first<R: Rng + ?Sized>(
     scored: &[Scored],
-    ranked: &[(Tier, u64, u32)],
+    ranked: &[RankKey],
     config: &RouteConfig,
     rng: &mut R,
 ) -> (usize, PickReason) {
     if config.explore_share > 0.0 && unit(rng) < config.explore_share {
         let plausible = f64::from_bits(ranked[0].1) * (1.0 + config.explore_band.max(0.0));
-        let eligible = |&(tier, score, i): &(Tier, u64, u32)| {
-            matches!(tier, Tier::Home | Tier::Remote)
-                && f64::from_bits(score) <= plausible
-                && scored[i as usize].components.own_region_samples < config.min_confident_samples
+        let eligible = |s: &&Scored| {
+            matches!(s.tier, Tier::Home | Tier::Remote)
+                && rank_score(s.score) <= plausible
+                && s.own_region_samples < config.min_confident_samples
         };
-        let count = ranked.iter().filter(|k| eligible(k)).count();
+        let count = scored.iter().filter(eligible).count();
         if count > 0 {
             let nth = below(rng, count);
-            if let Some(r) = ranked.iter().position(&eligible).and_then(|start| {
-                ranked[start..]
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, k)| eligible(k))
-                    .nth(nth)
-                    .map(|(r, _)| start + r)
-            }) {
-                return (r, PickReason::Exploration);
+            if let Some(i) = scored
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| eligible(s))
+                .nth(nth)
+                .map(|(i, _)| i)
+            {
+                return (i, PickReason::Exploration);
             }
         }
     }
@@ -845,7 +917,7 @@ fn choose_first<R: Rng + ?Sized>(
         .count();
     let k = config.top_k.min(tier_len);
     if k < 2 {
-        return (0, PickReason::Best);
+        return (ranked[0].2 as usize, PickReason::Best);
     }
     let a = below(rng, k);
     let mut b = below(rng, k - 1);
@@ -853,51 +925,123 @@ fn choose_first<R: Rng + ?Sized>(
         b += 1;
     }
     // Ranked by score within the tier, so the lower rank is the better one.
-    (a.min(b), PickReason::PowerOfTwo)
+    (ranked[a.min(b)].2 as usize, PickReason::PowerOfTwo)
 }
 
-/// Regions for which `pick` tracks forwarding evidence (by snapshot region
-/// index; a cluster spans a handful of regions, and regions beyond this count
-/// still get forwarded to, just without evidence-based ordering).
+/// A score as ranked: finite and non-negative (NaN and infinity last).
+fn rank_score(score: f64) -> f64 {
+    if score.is_finite() {
+        score.max(0.0)
+    } else {
+        f64::MAX
+    }
+}
+
+/// Regions for which `pick` tracks forwarding evidence (a cluster spans a
+/// handful of regions; regions beyond this count still get forwarded to,
+/// just without evidence-based ordering).
 const FORWARD_REGIONS: usize = 16;
 
-/// One random alive node per other region, regions with the best evidence of
-/// healthy capacity for this job first. `region_best[r]` is the best
-/// latency ÷ reliability region `r` observed among the usable offers.
-fn forward_targets<R: Rng + ?Sized>(
-    job: &JobRequirements,
-    snapshot: &ViewSnapshot,
-    local: &LocalState,
-    config: &RouteConfig,
-    region_best: &[f64; FORWARD_REGIONS],
-    rng: &mut R,
-) -> Vec<(RegionId, NodeId)> {
-    if config.max_forward == 0 || local.nodes_by_region.is_empty() {
-        return Vec::new();
-    }
-    let mut regions: Vec<(f64, &RegionId, &Vec<NodeId>)> =
-        Vec::with_capacity(local.nodes_by_region.len());
-    for (region, nodes) in &local.nodes_by_region {
-        if region == &local.region || nodes.is_empty() {
-            continue;
+/// The other regions a plan may forward to: alive nodes, allowed by the job.
+/// For each the pick tracks the best evidence of healthy capacity for this
+/// job there: latency ÷ reliability that region observed on the usable warm
+/// offers homed in it (what its nodes will mostly use), to try the best
+/// region first.
+struct Forwarding<'a> {
+    /// The regions with their nodes.
+    regions: Vec<(&'a RegionId, &'a [NodeId])>,
+    /// Per snapshot region index (the first [`FORWARD_REGIONS`]), its
+    /// position in `regions` (`u8::MAX` = not a forwarding target).
+    slot: [u8; FORWARD_REGIONS],
+    /// Per position in `regions`, the best evidence (infinite = none).
+    best: [f64; FORWARD_REGIONS],
+}
+
+impl<'a> Forwarding<'a> {
+    fn new(
+        job: &JobRequirements,
+        snapshot: &ViewSnapshot,
+        local: &'a LocalState,
+        config: &RouteConfig,
+    ) -> Self {
+        let mut forwarding = Self {
+            regions: Vec::new(),
+            slot: [u8::MAX; FORWARD_REGIONS],
+            best: [f64::INFINITY; FORWARD_REGIONS],
+        };
+        if config.max_forward == 0 {
+            return forwarding;
         }
-        if let Some(allowed) = &job.allowed_regions
-            && !allowed.contains(region)
+        for (region, nodes) in &local.nodes_by_region {
+            if region == &local.region || nodes.is_empty() {
+                continue;
+            }
+            if let Some(allowed) = &job.allowed_regions
+                && !allowed.contains(region)
+            {
+                continue;
+            }
+            let position = forwarding.regions.len();
+            if position < FORWARD_REGIONS
+                && let Some(slot) = snapshot
+                    .region_index(region)
+                    .and_then(|r| forwarding.slot.get_mut(r))
+            {
+                *slot = position as u8;
+            }
+            forwarding.regions.push((region, nodes.as_slice()));
+        }
+        forwarding
+    }
+
+    /// Counts a usable, warm, reliable offer as evidence for its home
+    /// region, if that region observed its job latency.
+    #[inline]
+    fn observe(&mut self, offer: &Offer, per_reliability: f64) {
+        let Some(home) = offer.home_region else {
+            return;
+        };
+        let Some(&slot) = self.slot.get(home) else {
+            return;
+        };
+        if let Some(best) = self.best.get_mut(usize::from(slot))
+            && let Some(l) = offer.by_region.get(home)
+            && l.samples > 0.0
+            && l.latency_ms > 0.0
         {
-            continue;
+            *best = best.min(l.latency_ms * per_reliability);
         }
-        let evidence = snapshot
-            .region_index(region)
-            .and_then(|r| region_best.get(r).copied())
-            .unwrap_or(f64::INFINITY);
-        regions.push((evidence, region, nodes));
     }
-    regions.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
-    regions
-        .into_iter()
-        .take(config.max_forward)
-        .map(|(_, region, nodes)| (region.clone(), nodes[below(rng, nodes.len())].clone()))
-        .collect()
+
+    /// One random alive node per region, best evidence first (ties by
+    /// region name), at most `max_forward`.
+    fn targets<R: Rng + ?Sized>(
+        self,
+        config: &RouteConfig,
+        rng: &mut R,
+    ) -> Vec<(RegionId, NodeId)> {
+        if self.regions.is_empty() {
+            return Vec::new();
+        }
+        let mut order: Vec<(f64, &RegionId, &[NodeId])> = self
+            .regions
+            .iter()
+            .enumerate()
+            .map(|(k, (region, nodes))| {
+                (
+                    self.best.get(k).copied().unwrap_or(f64::INFINITY),
+                    *region,
+                    *nodes,
+                )
+            })
+            .collect();
+        order.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+        order
+            .into_iter()
+            .take(config.max_forward)
+            .map(|(_, region, nodes)| (region.clone(), nodes[below(rng, nodes.len())].clone()))
+            .collect()
+    }
 }
 
 /// Whether `haystack` (already lower-case) contains `needle`, ignoring ASCII case.

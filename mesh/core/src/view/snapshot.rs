@@ -268,7 +268,9 @@ impl ViewSnapshot {
 
     /// The index of a region in [`Self::regions`].
     pub fn region_index(&self, region: &RegionId) -> Option<usize> {
-        self.inner.regions.binary_search(region).ok()
+        // A cluster spans a handful of regions: a scan comparing by pointer
+        // first beats a binary search comparing text.
+        self.inner.regions.iter().position(|r| r == region)
     }
 
     /// Every observed orchestrator, sorted by id.
