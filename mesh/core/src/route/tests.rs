@@ -609,3 +609,43 @@ fn a_nearby_orchestrator_wins_over_a_slightly_faster_one_abroad() {
     // Twice as fast abroad wins.
     assert_eq!(home_or_abroad(200), Some(orch(2)));
 }
+
+#[test]
+fn forwarding_tries_first_the_region_whose_own_orchestrators_serve_best() {
+    let mut w = fifty();
+    // lax's own orchestrator is slow as lax sees it.
+    w.warm(60, "lax")
+        .latency(60, "lax", 300, 10)
+        .probe(60, "lax", 5)
+        .probe(60, "sin", 150);
+    // sin's own orchestrator is fast as sin sees it.
+    w.warm(61, "sin")
+        .latency(61, "sin", 80, 10)
+        .probe(61, "sin", 5)
+        .probe(61, "lax", 150);
+    // lax sees sin's other orchestrator fast, but lax's nodes would mostly
+    // use lax's own: that is no evidence for forwarding to lax.
+    w.warm(62, "sin")
+        .probe(62, "sin", 5)
+        .probe(62, "lax", 120)
+        .latency(62, "lax", 40, 10);
+    let mut me = local("fra");
+    for r in ["fra", "lax", "sin"] {
+        me.nodes_by_region
+            .insert(region(r), vec![node(&format!("{r}-a"))]);
+    }
+    let snap = w.snapshot();
+    let home = |o: usize| {
+        let i = snap.orchestrator_index(&orch(o)).unwrap();
+        snap.orchestrators()[i].home_region.clone()
+    };
+    assert_eq!(home(60), Some(region("lax")));
+    assert_eq!(home(62), Some(region("sin")));
+    let plan = pick(&job(), &snap, &me, &mut rng());
+    let regions: Vec<&RegionId> = plan.forward_to.iter().map(|(r, _)| r).collect();
+    assert_eq!(
+        regions,
+        [&region("sin"), &region("lax")],
+        "sin's own capacity is better evidence than lax's, whatever the names"
+    );
+}
