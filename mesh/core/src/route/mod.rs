@@ -504,7 +504,7 @@ pub fn pick_with<R: Rng + ?Sized>(
     let offers = snapshot.offers(job.pipeline, &job.model_id);
     let local_idx = snapshot.region_index(&local.region);
     let filters = Filters::new(job, snapshot, local.now_ms);
-    let mut forwarding = Forwarding::new(job, snapshot, local, config);
+    let mut forwarding = Forwarding::new(job, snapshot, local, local_idx, config);
     let mut filtered = FilterCounts {
         offered: offers.len() as u32,
         ..FilterCounts::default()
@@ -948,13 +948,11 @@ const FORWARD_REGIONS: usize = 16;
 /// offers homed in it (what its nodes will mostly use), to try the best
 /// region first.
 struct Forwarding<'a> {
-    /// The regions with their nodes.
-    regions: Vec<(&'a RegionId, &'a [NodeId])>,
+    /// (best evidence, region, its nodes), in region order.
+    regions: Vec<(f64, &'a RegionId, &'a [NodeId])>,
     /// Per snapshot region index (the first [`FORWARD_REGIONS`]), its
     /// position in `regions` (`u8::MAX` = not a forwarding target).
     slot: [u8; FORWARD_REGIONS],
-    /// Per position in `regions`, the best evidence (infinite = none).
-    best: [f64; FORWARD_REGIONS],
 }
 
 impl<'a> Forwarding<'a> {
@@ -962,18 +960,33 @@ impl<'a> Forwarding<'a> {
         job: &JobRequirements,
         snapshot: &ViewSnapshot,
         local: &'a LocalState,
+        local_idx: Option<usize>,
         config: &RouteConfig,
     ) -> Self {
         let mut forwarding = Self {
             regions: Vec::new(),
             slot: [u8::MAX; FORWARD_REGIONS],
-            best: [f64::INFINITY; FORWARD_REGIONS],
         };
         if config.max_forward == 0 {
             return forwarding;
         }
+        // Both lists are sorted by region: one walk finds each region's
+        // snapshot index with one comparison per step.
+        let known = snapshot.regions();
+        let mut cursor = 0;
         for (region, nodes) in &local.nodes_by_region {
-            if region == &local.region || nodes.is_empty() {
+            let index = loop {
+                match known.get(cursor).map(|k| k.cmp(region)) {
+                    Some(std::cmp::Ordering::Less) => cursor += 1,
+                    Some(std::cmp::Ordering::Equal) => break Some(cursor),
+                    _ => break None,
+                }
+            };
+            let here = match (index, local_idx) {
+                (Some(index), Some(local_idx)) => index == local_idx,
+                _ => region == &local.region,
+            };
+            if here || nodes.is_empty() {
                 continue;
             }
             if let Some(allowed) = &job.allowed_regions
@@ -983,13 +996,13 @@ impl<'a> Forwarding<'a> {
             }
             let position = forwarding.regions.len();
             if position < FORWARD_REGIONS
-                && let Some(slot) = snapshot
-                    .region_index(region)
-                    .and_then(|r| forwarding.slot.get_mut(r))
+                && let Some(slot) = index.and_then(|r| forwarding.slot.get_mut(r))
             {
                 *slot = position as u8;
             }
-            forwarding.regions.push((region, nodes.as_slice()));
+            forwarding
+                .regions
+                .push((f64::INFINITY, region, nodes.as_slice()));
         }
         forwarding
     }
@@ -1004,7 +1017,7 @@ impl<'a> Forwarding<'a> {
         let Some(&slot) = self.slot.get(home) else {
             return;
         };
-        if let Some(best) = self.best.get_mut(usize::from(slot))
+        if let Some((best, _, _)) = self.regions.get_mut(usize::from(slot))
             && let Some(l) = offer.by_region.get(home)
             && l.samples > 0.0
             && l.latency_ms > 0.0
@@ -1016,27 +1029,13 @@ impl<'a> Forwarding<'a> {
     /// One random alive node per region, best evidence first (ties by
     /// region name), at most `max_forward`.
     fn targets<R: Rng + ?Sized>(
-        self,
+        mut self,
         config: &RouteConfig,
         rng: &mut R,
     ) -> Vec<(RegionId, NodeId)> {
-        if self.regions.is_empty() {
-            return Vec::new();
-        }
-        let mut order: Vec<(f64, &RegionId, &[NodeId])> = self
-            .regions
-            .iter()
-            .enumerate()
-            .map(|(k, (region, nodes))| {
-                (
-                    self.best.get(k).copied().unwrap_or(f64::INFINITY),
-                    *region,
-                    *nodes,
-                )
-            })
-            .collect();
-        order.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
-        order
+        self.regions
+            .sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+        self.regions
             .into_iter()
             .take(config.max_forward)
             .map(|(_, region, nodes)| (region.clone(), nodes[below(rng, nodes.len())].clone()))
