@@ -413,9 +413,33 @@ struct Scored {
     score: f64,
 }
 
-/// A ranking key: tier, then score (finite and non-negative, so its bits
-/// order like the number), then position in `scored`.
-type RankKey = (Tier, u64, u32);
+/// A ranking key packed in one integer, so comparing two is one integer
+/// comparison: tier (high bits), then the score's bits (finite and
+/// non-negative, so they order like the number), then position in `scored`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct RankKey(u128);
+
+impl RankKey {
+    fn new(tier: Tier, score: f64, position: usize) -> Self {
+        Self(
+            (tier as u128) << 96
+                | u128::from(rank_score(score).to_bits()) << 32
+                | u128::from(position as u32),
+        )
+    }
+
+    fn tier(self) -> u8 {
+        (self.0 >> 96) as u8
+    }
+
+    fn score(self) -> f64 {
+        f64::from_bits((self.0 >> 32) as u64)
+    }
+
+    fn position(self) -> usize {
+        self.0 as u32 as usize
+    }
+}
 
 /// The job's filters, with what every offer's check needs worked out once.
 struct Filters<'a> {
@@ -569,11 +593,7 @@ pub fn pick_with<R: Rng + ?Sized>(
             offer.in_flight_remote
         };
         let in_flight = local_load.saturating_add(remote);
-        let mut load = if in_flight == 0 {
-            0.0
-        } else {
-            f64::from(in_flight) / f64::from(offer.capacity.max(1))
-        };
+        let mut load = f64::from(in_flight) / f64::from(offer.capacity.max(1));
         if offer.capacity > 0
             && offer.busy_at_ms > 0
             && local.now_ms.saturating_sub(offer.busy_at_ms) < config.busy_hold_ms
@@ -659,20 +679,38 @@ pub fn pick_with<R: Rng + ?Sized>(
         };
     }
 
-    // Only the head of the order is ever used: keep just that, sorted.
+    // Only the head of the order is ever used: keep just that, sorted, on
+    // the stack unless the configuration asks for a long one.
     let head = config.max_attempts.max(config.top_k).max(1);
-    let mut ranked: Vec<RankKey> = Vec::with_capacity(head + 1);
+    let mut on_stack = [RankKey(0); 16];
+    let mut on_heap = Vec::new();
+    let buffer: &mut [RankKey] = if head <= on_stack.len() {
+        &mut on_stack[..head]
+    } else {
+        on_heap.resize(head, RankKey(0));
+        &mut on_heap
+    };
+    let mut len = 0;
     for (i, s) in scored.iter().enumerate() {
-        let key = (s.tier, rank_score(s.score).to_bits(), i as u32);
-        if ranked.len() == head && key >= ranked[head - 1] {
+        let key = RankKey::new(s.tier, s.score, i);
+        if len < head {
+            buffer[len] = key;
+            len += 1;
+        } else if key < buffer[head - 1] {
+            buffer[head - 1] = key;
+        } else {
             continue;
         }
-        let at = ranked.partition_point(|k| *k < key);
-        ranked.insert(at, key);
-        ranked.truncate(head);
+        // Insertion step: the head is short, a few swaps beat a memmove.
+        let mut j = len - 1;
+        while j > 0 && buffer[j - 1] > buffer[j] {
+            buffer.swap(j - 1, j);
+            j -= 1;
+        }
     }
+    let ranked = &buffer[..len];
 
-    let (first, reason) = choose_first(&scored, &ranked, config, rng);
+    let (first, reason) = choose_first(&scored, ranked, config, rng);
     let candidate = |s: &Scored, reason: PickReason| {
         let offer = &offers[s.offer as usize];
         Candidate {
@@ -694,7 +732,7 @@ pub fn pick_with<R: Rng + ?Sized>(
         }
     };
     let mut attempts = Vec::with_capacity(config.max_attempts.min(scored.len()));
-    let rest = ranked.iter().map(|k| k.2 as usize).filter(|&i| i != first);
+    let rest = ranked.iter().map(|k| k.position()).filter(|&i| i != first);
     for (n, i) in std::iter::once(first)
         .chain(rest)
         .take(config.max_attempts)
@@ -886,7 +924,7 @@ fn choose_first<R: Rng + ?Sized>(
     rng: &mut R,
 ) -> (usize, PickReason) {
     if config.explore_share > 0.0 && unit(rng) < config.explore_share {
-        let plausible = f64::from_bits(ranked[0].1) * (1.0 + config.explore_band.max(0.0));
+        let plausible = ranked[0].score() * (1.0 + config.explore_band.max(0.0));
         let eligible = |s: &&Scored| {
             matches!(s.tier, Tier::Home | Tier::Remote)
                 && rank_score(s.score) <= plausible
@@ -906,18 +944,18 @@ fn choose_first<R: Rng + ?Sized>(
             }
         }
     }
-    let best_tier = ranked[0].0;
+    let best_tier = ranked[0].tier();
     // Only candidates close to the best score share the traffic: spreading
     // onto a clearly slower one costs latency for nothing.
-    let limit = f64::from_bits(ranked[0].1) * (1.0 + config.choice_band.max(0.0));
+    let limit = ranked[0].score() * (1.0 + config.choice_band.max(0.0));
     let tier_len = ranked
         .iter()
         .take(config.top_k)
-        .take_while(|k| k.0 == best_tier && f64::from_bits(k.1) <= limit)
+        .take_while(|k| k.tier() == best_tier && k.score() <= limit)
         .count();
     let k = config.top_k.min(tier_len);
     if k < 2 {
-        return (ranked[0].2 as usize, PickReason::Best);
+        return (ranked[0].position(), PickReason::Best);
     }
     let a = below(rng, k);
     let mut b = below(rng, k - 1);
@@ -925,7 +963,7 @@ fn choose_first<R: Rng + ?Sized>(
         b += 1;
     }
     // Ranked by score within the tier, so the lower rank is the better one.
-    (ranked[a.min(b)].2 as usize, PickReason::PowerOfTwo)
+    (ranked[a.min(b)].position(), PickReason::PowerOfTwo)
 }
 
 /// A score as ranked: finite and non-negative (NaN and infinity last).
