@@ -539,16 +539,9 @@ pub fn pick_with<R: Rng + ?Sized>(
 
     // Local loads by snapshot index: hashing every offer's id would cost
     // more than looking up the few ids with jobs in flight.
-    let local_loads: Option<Vec<u32>> =
-        (!local.in_flight.is_empty() && local.in_flight.len() < offers.len()).then(|| {
-            let mut loads = vec![0u32; snapshot.orchestrators().len()];
-            for (id, &n) in &local.in_flight {
-                if let Some(i) = snapshot.orchestrator_index(id) {
-                    loads[i] = n;
-                }
-            }
-            loads
-        });
+    let local_loads: Option<Vec<u32>> = (!local.in_flight.is_empty()
+        && local.in_flight.len() < offers.len())
+    .then(|| by_snapshot_index(snapshot, &local.in_flight, |&n| n));
 
     // Pass 1: filters, reliability, load, latency from here when known.
     for (i, offer) in offers.iter().enumerate() {
@@ -571,8 +564,7 @@ pub fn pick_with<R: Rng + ?Sized>(
             .unwrap_or_default();
         // Posterior success rate = good ÷ all; only its inverse is needed
         // per offer (one division), the rate itself only for the plan.
-        let good = offer.successes + config.prior_successes;
-        let all = offer.successes + offer.failures + config.prior_successes + config.prior_failures;
+        let (good, all) = posterior(offer, config);
         let degraded = good < config.degraded_reliability * all;
         let per_reliability = if good > 0.0 && good >= 0.01 * all {
             all / good
@@ -654,13 +646,9 @@ pub fn pick_with<R: Rng + ?Sized>(
     }
     // Ages of this node's oldest jobs in flight, by snapshot index.
     let ages: Option<Vec<u64>> = (!local.in_flight_since_ms.is_empty()).then(|| {
-        let mut ages = vec![0u64; snapshot.orchestrators().len()];
-        for (id, &since) in &local.in_flight_since_ms {
-            if let Some(i) = snapshot.orchestrator_index(id) {
-                ages[i] = local.now_ms.saturating_sub(since);
-            }
-        }
-        ages
+        by_snapshot_index(snapshot, &local.in_flight_since_ms, |&since| {
+            local.now_ms.saturating_sub(since)
+        })
     });
     let prices = PriceFactor::new(min_price, config.price_weight);
     for s in &mut scored {
@@ -789,10 +777,34 @@ impl PriceFactor {
     }
 }
 
+/// Posterior success counts over every region, prior included: (good,
+/// all). The reliability (health evidence) is good ÷ all.
+fn posterior(offer: &Offer, config: &RouteConfig) -> (f64, f64) {
+    let good = offer.successes + config.prior_successes;
+    let all = offer.successes + offer.failures + config.prior_successes + config.prior_failures;
+    (good, all)
+}
+
 /// Posterior success rate over every region (health evidence).
 fn reliability(offer: &Offer, config: &RouteConfig) -> f64 {
-    (offer.successes + config.prior_successes)
-        / (offer.successes + offer.failures + config.prior_successes + config.prior_failures)
+    let (good, all) = posterior(offer, config);
+    good / all
+}
+
+/// `value` of each orchestrator in `map`, as a table by snapshot index
+/// (default for the others): a few id lookups instead of one per offer.
+fn by_snapshot_index<V, T: Copy + Default>(
+    snapshot: &ViewSnapshot,
+    map: &HashMap<OrchestratorId, V>,
+    value: impl Fn(&V) -> T,
+) -> Vec<T> {
+    let mut table = vec![T::default(); snapshot.orchestrators().len()];
+    for (id, v) in map {
+        if let Some(i) = snapshot.orchestrator_index(id) {
+            table[i] = value(v);
+        }
+    }
+    table
 }
 
 /// The score multiplier for the job's preferred GPUs.
