@@ -508,6 +508,7 @@ pub fn observed_error(error: &livepeer::OrchestratorError) -> ObservedError {
     match error {
         E::Connect(message) if message.to_ascii_lowercase().contains("tls") => ObservedError::Tls,
         E::Connect(_) | E::InvalidUrl { .. } => ObservedError::Connect,
+        E::ConnectTimeout(_) => ObservedError::ConnectTimeout,
         E::Timeout { .. } => ObservedError::Timeout,
         E::Transport(_) => ObservedError::Connect,
         E::Http { status, body } => {
@@ -567,4 +568,35 @@ pub fn unix_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use livepeer::OrchestratorError as E;
+
+    #[test]
+    fn connection_failures_keep_what_they_say_about_the_path() {
+        // Refused: the process is gone (ejects everywhere). Timed out: the
+        // host or only the path from here is down (ejects in this region).
+        assert_eq!(
+            observed_error(&E::Connect("connection refused".into())),
+            ObservedError::Connect
+        );
+        assert_eq!(
+            observed_error(&E::ConnectTimeout("deadline has elapsed".into())),
+            ObservedError::ConnectTimeout
+        );
+        assert_eq!(
+            observed_error(&E::Connect("tls handshake eof".into())),
+            ObservedError::Tls
+        );
+        assert_eq!(
+            observed_error(&E::Timeout { timeout_ms: 10 }),
+            ObservedError::Timeout
+        );
+        assert!(ObservedError::ConnectTimeout.is_path_local());
+        assert!(!ObservedError::Connect.is_path_local());
+        assert!(!ObservedError::Timeout.is_path_local());
+    }
 }

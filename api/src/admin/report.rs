@@ -371,6 +371,7 @@ pub fn status_of(summary: &OrchestratorSummary, now_ms: u64) -> OrchestratorStat
 pub const fn error_class_str(class: ErrorClass) -> &'static str {
     match class {
         ErrorClass::Connect => "connect",
+        ErrorClass::ConnectTimeout => "connect_timeout",
         ErrorClass::Timeout => "timeout",
         ErrorClass::Tls => "tls",
         ErrorClass::Busy => "busy",

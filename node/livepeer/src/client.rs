@@ -300,7 +300,7 @@ impl OrchestratorClient {
             .map_err(|_| timeout_error(timeout))?
             .map_err(|error| {
                 if error.is_connect() {
-                    OrchestratorError::Connect(error_chain(&error))
+                    connect_error(&error)
                 } else {
                     OrchestratorError::Transport(error_chain(&error))
                 }
@@ -370,6 +370,21 @@ fn credential_header(value: String) -> Result<HeaderValue, OrchestratorError> {
     })
 }
 
+/// A failed connection set-up: a timeout (nothing answered: host or path
+/// down) is told apart from a refusal (the host answered: process gone).
+fn connect_error(error: &(dyn std::error::Error + 'static)) -> OrchestratorError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if let Some(io) = current.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return OrchestratorError::ConnectTimeout(error_chain(error));
+        }
+        source = current.source();
+    }
+    OrchestratorError::Connect(error_chain(error))
+}
+
 fn timeout_error(timeout: Duration) -> OrchestratorError {
     OrchestratorError::Timeout {
         timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
@@ -383,7 +398,7 @@ fn status_error(status: tonic::Status) -> OrchestratorError {
         if let Some(client_error) = error.downcast_ref::<hyper_util::client::legacy::Error>()
             && client_error.is_connect()
         {
-            return OrchestratorError::Connect(error_chain(client_error));
+            return connect_error(client_error);
         }
         source = error.source();
     }
@@ -457,6 +472,40 @@ mod tests {
             .unwrap();
         assert_eq!(media_type, "image/png");
         assert_eq!(&data[..], &[0, 1]);
+    }
+
+    #[tokio::test]
+    async fn unanswered_connections_are_connect_timeouts() {
+        // A listener that never accepts, its accept queue filled: Linux drops
+        // further SYNs, so a connect gets no answer at all — what a
+        // powered-off host or a cut network path looks like.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(0).unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut fillers = Vec::new();
+        for _ in 0..4 {
+            if let Ok(stream) =
+                std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200))
+            {
+                fillers.push(stream);
+            }
+        }
+        let client = OrchestratorClient::with_options(ClientOptions {
+            connect_timeout: Duration::from_millis(300),
+            ..ClientOptions::default()
+        })
+        .unwrap();
+        let id = OrchestratorId::parse(&address.to_string()).unwrap();
+        let error = client
+            .get_orchestrator(&id, None, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, OrchestratorError::ConnectTimeout(_)),
+            "{error:?}"
+        );
+        drop(listener);
     }
 
     #[tokio::test]

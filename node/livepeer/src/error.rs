@@ -21,9 +21,14 @@ pub enum OrchestratorError {
         /// Why it was refused.
         reason: String,
     },
-    /// TCP or TLS connection set-up failed (includes the 2 s connect timeout).
+    /// TCP or TLS connection set-up failed: refused, reset, unresolvable,
+    /// or the TLS handshake failed.
     #[error("cannot connect to the orchestrator: {0}")]
     Connect(String),
+    /// The TCP connection was not established within the connect timeout
+    /// (2 s by default): the host is down, or the network path to it is.
+    #[error("cannot connect to the orchestrator: connect timed out: {0}")]
+    ConnectTimeout(String),
     /// The call did not finish within its time bound.
     #[error("no answer within {timeout_ms} ms")]
     Timeout {
@@ -116,6 +121,7 @@ impl OrchestratorError {
             }
             Self::InvalidUrl { .. }
             | Self::Connect(_)
+            | Self::ConnectTimeout(_)
             | Self::Timeout { .. }
             | Self::Transport(_)
             | Self::BodyTooLarge { .. }

@@ -123,7 +123,8 @@ fn class_of(kind: FailureKind) -> ErrorClass {
     match kind {
         FailureKind::Refused | FailureKind::Reset => ErrorClass::Connect,
         FailureKind::Capacity => ErrorClass::Busy,
-        FailureKind::Timeout => ErrorClass::Timeout,
+        // The simulator's only timeout is a connect timeout (a partition).
+        FailureKind::Timeout => ErrorClass::ConnectTimeout,
     }
 }
 

@@ -1,5 +1,9 @@
 //! Outlier ejection: when one node's failures should take an orchestrator out
-//! of rotation (on every node, once gossiped), and for how long.
+//! of rotation (on every node, once gossiped), and for how long. One
+//! exception to "every node": an ejection whose failure was a connect
+//! timeout (`ErrorClass::ConnectTimeout`) binds only the ejecting node's
+//! region, because a cut path between two regions looks exactly like a
+//! dead host from one side (see `ViewSnapshot`'s summaries).
 
 use crate::view::{ErrorClass, ObservationRecord};
 

@@ -630,6 +630,7 @@ impl View {
             let part = snapshot::Part::build(
                 now_ms,
                 Some(&self.local),
+                Some(&self.local_region),
                 id.clone(),
                 &group,
                 &regions,

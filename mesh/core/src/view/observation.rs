@@ -78,6 +78,13 @@ pub enum ErrorClass {
     Client,
     /// Anything else.
     Other,
+    /// The TCP connection was not established within the connect timeout:
+    /// the host is down *or the path from the observer's region to it is*
+    /// (a partition between regions looks exactly like this). An ejection
+    /// for it is honoured only in the observer's region; connection refused
+    /// ([`Self::Connect`]) means the process is gone, for every region.
+    /// (Last, so the encodings of the other classes do not change.)
+    ConnectTimeout,
 }
 
 impl ErrorClass {
@@ -92,7 +99,17 @@ impl ErrorClass {
     /// Whether the failure says the orchestrator is unreachable: one is
     /// enough to eject, and a successful probe clears that ejection.
     pub const fn is_unreachable(self) -> bool {
-        matches!(self, Self::Connect | Self::Timeout | Self::Tls)
+        matches!(
+            self,
+            Self::Connect | Self::ConnectTimeout | Self::Timeout | Self::Tls
+        )
+    }
+
+    /// Whether the failure may be a property of the path from the
+    /// observer's region rather than of the orchestrator, so an ejection
+    /// for it binds only nodes of that region.
+    pub const fn is_path_local(self) -> bool {
+        matches!(self, Self::ConnectTimeout)
     }
 
     /// Whether the failure may lead to ejection at all. "Busy" never does

@@ -76,7 +76,9 @@ pub struct OrchestratorSummary {
     pub blocked: bool,
     /// Unusable before this time (max over observers, capped at
     /// [`MAX_HONORED_EJECTION_MS`] after the snapshot): an ejection seen by
-    /// any node applies on every node.
+    /// any node applies on every node, except one for a connect timeout
+    /// ([`ErrorClass::is_path_local`]), which applies in the ejecting node's
+    /// region only.
     pub ejected_until_ms: u64,
     /// The observer whose ejection lasts longest.
     pub ejected_by: Option<NodeId>,
@@ -245,11 +247,27 @@ impl ViewSnapshot {
             .into_iter()
             .cloned()
             .collect();
+        // The local node's region, as its own records state it.
+        let local_region = local.and_then(|local| {
+            groups
+                .iter()
+                .flatten()
+                .find(|r| r.observer == *local)
+                .map(|r| &r.observer_region)
+        });
         let parts: Vec<Part> = groups
             .iter()
             .filter_map(|records| {
                 let id = records.first()?.orchestrator.clone();
-                Some(Part::build(now_ms, local, id, records, &regions, &blocked))
+                Some(Part::build(
+                    now_ms,
+                    local,
+                    local_region,
+                    id,
+                    records,
+                    &regions,
+                    &blocked,
+                ))
             })
             .collect();
         assemble(now_ms, regions, blocked, parts.iter(), None)
@@ -362,12 +380,13 @@ impl Part {
     pub(super) fn build(
         now_ms: u64,
         local: Option<&NodeId>,
+        local_region: Option<&RegionId>,
         id: OrchestratorId,
         records: &[&ObservationRecord],
         regions: &[RegionId],
         blocked: &[OrchestratorId],
     ) -> Self {
-        let summary = summarize(now_ms, local, id, records, regions, blocked);
+        let summary = summarize(now_ms, local, local_region, id, records, regions, blocked);
         let mut offers = Vec::new();
         add_offers(&mut offers, &summary, records, regions, now_ms);
         Self {
@@ -438,6 +457,7 @@ fn build_index(orchestrators: &[Arc<OrchestratorSummary>]) -> IdIndex {
 fn summarize(
     now_ms: u64,
     local: Option<&NodeId>,
+    local_region: Option<&RegionId>,
     id: OrchestratorId,
     records: &[&ObservationRecord],
     regions: &[RegionId],
@@ -449,9 +469,15 @@ fn summarize(
             .then_with(|| b.observer.cmp(&a.observer))
     });
     let cap = now_ms.saturating_add(MAX_HONORED_EJECTION_MS);
+    // An ejection for a connect timeout may only say that the path from
+    // the ejecting node's region is cut: it binds that region alone.
     let ejector = records
         .iter()
         .filter(|r| r.ejected_until_ms > 0)
+        .filter(|r| {
+            !r.last_error.is_some_and(ErrorClass::is_path_local)
+                || local_region.is_none_or(|here| *here == r.observer_region)
+        })
         .max_by(|a, b| {
             a.ejected_until_ms
                 .cmp(&b.ejected_until_ms)
