@@ -209,61 +209,43 @@ fn hostile_ejection_is_capped() {
     );
 }
 
-/// `observer` fails once on orchestrator 1 with `class` (enough to eject an
-/// unreachable one); the other views merge its record at once.
-fn ejected_by(observer: &mut View, class: ErrorClass, others: &mut [&mut View]) {
+/// Which of `fra-1`, `fra-2` and `lax-1` (each having probed orchestrator 1)
+/// treat it as ejected after `fra-1` failed once on it with `class` (enough
+/// to eject an unreachable one) and the others merged its record.
+fn ejected_after_one_fra_failure(class: ErrorClass) -> [bool; 3] {
+    let mut views = [
+        view("fra-1", "fra"),
+        view("fra-2", "fra"),
+        view("lax-1", "lax"),
+    ];
+    for v in &mut views[1..] {
+        v.local_probe(&orch(1), 5, NOW).unwrap();
+    }
     let policy = crate::route::EjectionPolicy::default();
-    observer
+    views[0]
         .local_failure(&orch(1), Pipeline::Llm, "m", class, &policy, NOW)
         .unwrap();
-    let record = observer.local_record(&orch(1)).unwrap().clone();
+    let record = views[0].local_record(&orch(1)).unwrap().clone();
     assert!(record.is_ejected(NOW + 1), "{class:?} ejects at once");
-    for other in others {
-        other.merge(record.clone(), NOW).unwrap();
+    for v in &mut views[1..] {
+        v.merge(record.clone(), NOW).unwrap();
     }
-}
-
-fn ejected_in(v: &View) -> bool {
-    v.snapshot(NOW + 1).orchestrators()[0].ejected_until_ms > NOW + 1
+    views.map(|v| v.snapshot(NOW + 1).orchestrators()[0].ejected_until_ms > NOW + 1)
 }
 
 #[test]
 fn connect_timeout_ejects_in_its_region_only_refusal_everywhere() {
     // A connect timeout from fra may be a cut fra–lax path: lax keeps its
     // orchestrator, fra's other nodes stop using it.
-    let (mut fra_1, mut fra_2, mut lax_1) = (
-        view("fra-1", "fra"),
-        view("fra-2", "fra"),
-        view("lax-1", "lax"),
+    assert_eq!(
+        ejected_after_one_fra_failure(ErrorClass::ConnectTimeout),
+        [true, true, false]
     );
-    for v in [&mut fra_2, &mut lax_1] {
-        v.local_probe(&orch(1), 5, NOW).unwrap();
-    }
-    ejected_by(
-        &mut fra_1,
-        ErrorClass::ConnectTimeout,
-        &mut [&mut fra_2, &mut lax_1],
-    );
-    assert!(ejected_in(&fra_1));
-    assert!(ejected_in(&fra_2));
-    assert!(!ejected_in(&lax_1));
-
     // Connection refused: the process is gone, for every region.
-    let (mut fra_1, mut fra_2, mut lax_1) = (
-        view("fra-1", "fra"),
-        view("fra-2", "fra"),
-        view("lax-1", "lax"),
+    assert_eq!(
+        ejected_after_one_fra_failure(ErrorClass::Connect),
+        [true, true, true]
     );
-    for v in [&mut fra_2, &mut lax_1] {
-        v.local_probe(&orch(1), 5, NOW).unwrap();
-    }
-    ejected_by(
-        &mut fra_1,
-        ErrorClass::Connect,
-        &mut [&mut fra_2, &mut lax_1],
-    );
-    assert!(ejected_in(&fra_2));
-    assert!(ejected_in(&lax_1));
 }
 
 #[test]
