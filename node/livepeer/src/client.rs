@@ -483,14 +483,20 @@ mod tests {
         socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let listener = socket.listen(0).unwrap();
         let address = listener.local_addr().unwrap();
+        // Backlog 0 queues one connection (Linux: backlog + 1). Connect until
+        // one goes unanswered: the queue is full. Four tries leave room for
+        // a kernel that rounds the backlog up.
         let mut fillers = Vec::new();
-        for _ in 0..4 {
-            if let Ok(stream) =
-                std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200))
-            {
-                fillers.push(stream);
+        let full = (0..4).any(|_| {
+            match std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)) {
+                Ok(stream) => {
+                    fillers.push(stream);
+                    false
+                }
+                Err(_) => true,
             }
-        }
+        });
+        assert!(full, "the accept queue never filled");
         let client = OrchestratorClient::with_options(ClientOptions {
             connect_timeout: Duration::from_millis(300),
             ..ClientOptions::default()
