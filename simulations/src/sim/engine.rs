@@ -30,6 +30,12 @@ type AttemptIdx = usize;
 enum Event<G> {
     Arrival,
     TryJob(JobIdx),
+    /// The attempt's request reaches the orchestrator, which admits it or
+    /// answers at once.
+    AttemptArrive(AttemptIdx),
+    /// The orchestrator finishes the attempt's job and frees its slot; the
+    /// answer is on its way back.
+    ServiceEnd(AttemptIdx),
     AttemptEnd {
         attempt: AttemptIdx,
         result: Result<(), FailureKind>,
@@ -117,6 +123,8 @@ struct Attempt {
     node: NodeIdx,
     epoch: u32,
     started: SimTime,
+    /// The job's attempt number (0 = first), for common random numbers.
+    number: u64,
     resolved: bool,
     holding: bool,
 }
@@ -140,6 +148,12 @@ pub struct Engine<'p, P: RoutingPolicy> {
     end: SimTime,
     log: RunLog,
     mean_service_ms: Vec<f64>,
+    /// Round trip from each node to each orchestrator, ms (no faults).
+    rtt_ms: Vec<Vec<f64>>,
+    /// Per orchestrator, when it became able or unable to admit a job
+    /// (up with a free slot), in time order: the truth behind
+    /// [`PickRecord::accurate_on_arrival`].
+    availability: Vec<Vec<(u64, bool)>>,
     events: u64,
 }
 
@@ -203,6 +217,14 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
             end: SimTime::from_ms(plan.config.workload.duration_s * 1000.0),
             log: RunLog::default(),
             mean_service_ms,
+            rtt_ms: (0..topo.nodes.len())
+                .map(|n| {
+                    (0..topo.orchestrators.len())
+                        .map(|o| topo.rtt_ms(n, o))
+                        .collect()
+                })
+                .collect(),
+            availability: vec![vec![(0, true)]; topo.orchestrators.len()],
             events: 0,
         }
     }
@@ -238,6 +260,7 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
             self.handle(event);
         }
         self.log.events = self.events;
+        self.score_on_arrival();
         (self.log, self.policy)
     }
 
@@ -268,6 +291,8 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
         match event {
             Event::Arrival => self.on_arrival(),
             Event::TryJob(job) => self.try_job(job),
+            Event::AttemptArrive(attempt) => self.on_attempt_arrive(attempt),
+            Event::ServiceEnd(attempt) => self.on_service_end(attempt),
             Event::AttemptEnd { attempt, result } => self.on_attempt_end(attempt, result),
             Event::DiscoveryDone {
                 node,
@@ -458,36 +483,138 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
 
     /// Whether `orch` could take a job from `node` right now, and its true
     /// expected latency (round trip + mean service time) in ms.
-    fn truth(&self, node: NodeIdx, orch: OrchIdx) -> (bool, f64) {
-        let topo = &self.plan.config.topology;
+    /// `reachable`: per region, whether `node` can reach it now.
+    fn truth(&self, node: NodeIdx, orch: OrchIdx, reachable: &[bool]) -> (bool, f64) {
+        let spec = &self.plan.config.topology.orchestrators[orch];
         let o = &self.orchs[orch];
         let available = o.up
-            && o.in_service < topo.orchestrators[orch].capacity
+            && o.in_service < spec.capacity
             && o.price_wei_per_unit <= self.plan.config.workload.price_cap_wei_per_unit
-            && !self.partitioned(topo.nodes[node].region, topo.orchestrators[orch].region);
+            && reachable[spec.region];
         (
             available,
-            topo.rtt_ms(node, orch) + self.mean_service_ms[orch] * o.slowdown,
+            self.rtt_ms[node][orch] + self.mean_service_ms[orch] * o.slowdown,
         )
     }
 
+    /// Logs whether `orch` can admit a job now, if that changed.
+    fn note_availability(&mut self, orch: OrchIdx) {
+        let o = &self.orchs[orch];
+        let available =
+            o.up && o.in_service < self.plan.config.topology.orchestrators[orch].capacity;
+        let log = &mut self.availability[orch];
+        match log.last_mut() {
+            Some(last) if last.0 == self.now.0 => last.1 = available,
+            Some(last) if last.1 == available => {}
+            _ => log.push((self.now.0, available)),
+        }
+    }
+
+    /// After the run: each pick's accuracy judged where it matters, at the
+    /// orchestrator when the request would get there. An orchestrator is
+    /// available to a pick if it would have admitted a job arriving one
+    /// way from the picking node later; price, partitions and slowdowns
+    /// are as they were at the pick.
+    fn score_on_arrival(&mut self) {
+        let topo = &self.plan.config.topology;
+        let cap = self.plan.config.workload.price_cap_wei_per_unit;
+        let (regions, orchs) = (topo.regions.len(), topo.orchestrators.len());
+        let mut price: Vec<i64> = topo
+            .orchestrators
+            .iter()
+            .map(|o| o.price_wei_per_unit)
+            .collect();
+        let mut slowdown = vec![1.0; orchs];
+        let mut partitions: Vec<(RegionIdx, RegionIdx)> = Vec::new();
+        let mut next_fault = 0;
+        // Picks are in time order, so for one (region, orchestrator) the
+        // arrival instants are too: one cursor each into the availability
+        // log replaces a search per pick.
+        let mut cursors = vec![0usize; regions * orchs];
+        let mut scored = Vec::with_capacity(self.log.picks.len());
+        for pick in &self.log.picks {
+            while let Some(fault) = self.plan.faults.get(next_fault)
+                && fault.at.0 <= pick.at_us
+            {
+                match fault.action {
+                    FaultAction::OrchSlowdown(o, factor) => slowdown[o] = factor,
+                    FaultAction::OrchPrice(o, p) => price[o] = p,
+                    FaultAction::Partition(a, b) => partitions.push((a, b)),
+                    FaultAction::Heal(a, b) => {
+                        partitions.retain(|&(x, y)| (x, y) != (a, b) && (x, y) != (b, a));
+                    }
+                    _ => {}
+                }
+                next_fault += 1;
+            }
+            let node = pick.node as usize;
+            let region = topo.nodes[node].region;
+            let reachable: Vec<bool> = (0..regions)
+                .map(|home| {
+                    !partitions
+                        .iter()
+                        .any(|&(x, y)| (x, y) == (region, home) || (x, y) == (home, region))
+                })
+                .collect();
+            let mut best = f64::INFINITY;
+            let mut chosen = (false, 0.0);
+            for o in 0..orchs {
+                let rtt_ms = self.rtt_ms[node][o];
+                let log = &self.availability[o];
+                let cursor = &mut cursors[region * orchs + o];
+                let arrival_us = pick.at_us + us(rtt_ms / 2.0);
+                while *cursor < log.len() && log[*cursor].0 < arrival_us {
+                    *cursor += 1;
+                }
+                let available = reachable[topo.orchestrators[o].region]
+                    && price[o] <= cap
+                    && *cursor > 0
+                    && log[*cursor - 1].1;
+                let expected = rtt_ms + self.mean_service_ms[o] * slowdown[o];
+                if available {
+                    best = best.min(expected);
+                }
+                if o == pick.orch as usize {
+                    chosen = (available, expected);
+                }
+            }
+            scored.push(
+                best.is_finite()
+                    .then_some(chosen.0 && chosen.1 <= best * 1.1),
+            );
+        }
+        for (pick, accurate) in self.log.picks.iter_mut().zip(scored) {
+            pick.accurate_on_arrival = accurate;
+        }
+    }
+
     fn record_pick(&mut self, node: NodeIdx, orch: OrchIdx) {
-        let best = (0..self.orchs.len())
-            .filter_map(|o| match self.truth(node, o) {
-                (true, expected) => Some(expected),
-                _ => None,
-            })
-            .min_by(f64::total_cmp);
-        let accurate = best.map(|best| {
-            let (available, expected) = self.truth(node, orch);
-            available && expected <= best * 1.1
-        });
+        let topo = &self.plan.config.topology;
+        let region = topo.nodes[node].region;
+        let reachable: Vec<bool> = (0..topo.regions.len())
+            .map(|home| home == region || !self.partitioned(region, home))
+            .collect();
+        let mut best = f64::INFINITY;
+        let mut chosen = (false, 0.0);
+        for o in 0..self.orchs.len() {
+            let (available, expected) = self.truth(node, o, &reachable);
+            if available {
+                best = best.min(expected);
+            }
+            if o == orch {
+                chosen = (available, expected);
+            }
+        }
+        let accurate = best
+            .is_finite()
+            .then_some(chosen.0 && chosen.1 <= best * 1.1);
         let o = &self.orchs[orch];
         self.log.picks.push(PickRecord {
             at_us: self.now.0,
             node: node as u16,
             orch: orch as u16,
             accurate,
+            accurate_on_arrival: None,
             over_cap: o.price_wei_per_unit > self.plan.config.workload.price_cap_wei_per_unit,
         });
     }
@@ -495,9 +622,9 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
     fn send_attempt(&mut self, job: JobIdx, node: NodeIdx, orch: OrchIdx) {
         self.record_pick(node, orch);
         let topo = &self.plan.config.topology;
-        let rtt_ms = topo.rtt_ms(node, orch);
+        let rtt_ms = self.rtt_ms[node][orch];
         let attempt = self.attempts.len();
-        let attempt_no = self.jobs[job].tried.len() as u64;
+        let number = self.jobs[job].tried.len() as u64;
         self.jobs[job].tried.push(orch);
         self.nodes[node].inflight[orch] += 1;
         self.attempts.push(Attempt {
@@ -506,32 +633,80 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
             node,
             epoch: self.nodes[node].epoch,
             started: self.now,
+            number,
             resolved: false,
             holding: false,
         });
-        let retry = &self.plan.config.retry;
-        let (delay_ms, result) =
-            if self.partitioned(topo.nodes[node].region, topo.orchestrators[orch].region) {
-                (retry.connect_timeout_ms, Err(FailureKind::Timeout))
-            } else if !self.orchs[orch].up {
-                (rtt_ms, Err(FailureKind::Refused))
-            } else if self.orchs[orch].in_service >= topo.orchestrators[orch].capacity {
-                (rtt_ms + 1.0, Err(FailureKind::Capacity))
-            } else {
-                // Common random numbers: the same job's n-th attempt gets the
-                // same deviate under every policy.
-                let mut rng = SimRng::new(self.plan.seed, mix64(job as u64) ^ attempt_no);
-                let median = topo.orchestrators[orch].service_median_ms * self.orchs[orch].slowdown;
-                let service_ms = rng.lognormal(median, self.plan.config.workload.service_sigma);
-                let o = &mut self.orchs[orch];
-                o.in_service += 1;
-                o.holding.push(attempt);
-                self.attempts[attempt].holding = true;
-                (rtt_ms + service_ms, Ok(()))
-            };
+        if self.partitioned(topo.nodes[node].region, topo.orchestrators[orch].region) {
+            let at = self
+                .now
+                .plus_us(us(self.plan.config.retry.connect_timeout_ms));
+            self.schedule(
+                at,
+                Event::AttemptEnd {
+                    attempt,
+                    result: Err(FailureKind::Timeout),
+                },
+            );
+        } else {
+            // The orchestrator decides when the request gets there: a slot
+            // free now may be taken by then, one full now may be free.
+            self.schedule(
+                self.now.plus_us(us(rtt_ms / 2.0)),
+                Event::AttemptArrive(attempt),
+            );
+        }
+    }
+
+    fn on_attempt_arrive(&mut self, attempt: AttemptIdx) {
+        let Attempt {
+            job,
+            orch,
+            node,
+            number,
+            ..
+        } = self.attempts[attempt];
+        let topo = &self.plan.config.topology;
+        let one_way_ms = self.rtt_ms[node][orch] / 2.0;
+        let back = |extra_ms: f64| self.now.plus_us(us(one_way_ms + extra_ms));
+        if !self.orchs[orch].up {
+            let at = back(0.0);
+            let result = Err(FailureKind::Refused);
+            self.schedule(at, Event::AttemptEnd { attempt, result });
+        } else if self.orchs[orch].in_service >= topo.orchestrators[orch].capacity {
+            let at = back(1.0);
+            let result = Err(FailureKind::Capacity);
+            self.schedule(at, Event::AttemptEnd { attempt, result });
+        } else {
+            // Common random numbers: the same job's n-th attempt gets the
+            // same deviate under every policy.
+            let mut rng = SimRng::new(self.plan.seed, mix64(job as u64) ^ number);
+            let median = topo.orchestrators[orch].service_median_ms * self.orchs[orch].slowdown;
+            let service_ms = rng.lognormal(median, self.plan.config.workload.service_sigma);
+            let o = &mut self.orchs[orch];
+            o.in_service += 1;
+            o.holding.push(attempt);
+            self.attempts[attempt].holding = true;
+            self.note_availability(orch);
+            self.schedule(self.now.plus_us(us(service_ms)), Event::ServiceEnd(attempt));
+        }
+    }
+
+    fn on_service_end(&mut self, attempt: AttemptIdx) {
+        // A job broken by a crash no longer holds its slot; its reset is
+        // already on its way.
+        if !self.attempts[attempt].holding {
+            return;
+        }
+        self.release_slot(attempt);
+        let a = &self.attempts[attempt];
+        let one_way_ms = self.rtt_ms[a.node][a.orch] / 2.0;
         self.schedule(
-            self.now.plus_us(us(delay_ms)),
-            Event::AttemptEnd { attempt, result },
+            self.now.plus_us(us(one_way_ms)),
+            Event::AttemptEnd {
+                attempt,
+                result: Ok(()),
+            },
         );
     }
 
@@ -544,6 +719,8 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
             if let Some(pos) = o.holding.iter().position(|&h| h == attempt) {
                 o.holding.swap_remove(pos);
             }
+            let orch = a.orch;
+            self.note_availability(orch);
         }
     }
 
@@ -724,6 +901,7 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
                 self.orchs[orch].up = false;
                 let broken = std::mem::take(&mut self.orchs[orch].holding);
                 self.orchs[orch].in_service = 0;
+                self.note_availability(orch);
                 for attempt in broken {
                     self.attempts[attempt].holding = false;
                     let rtt_ms = self
@@ -741,7 +919,10 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
                     );
                 }
             }
-            FaultAction::OrchUp(orch) => self.orchs[orch].up = true,
+            FaultAction::OrchUp(orch) => {
+                self.orchs[orch].up = true;
+                self.note_availability(orch);
+            }
             FaultAction::OrchSlowdown(orch, factor) => self.orchs[orch].slowdown = factor,
             FaultAction::OrchPrice(orch, price) => self.orchs[orch].price_wei_per_unit = price,
             FaultAction::Partition(a, b) => {
@@ -774,5 +955,82 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
                 self.start_node_timers(node);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::sim::model::Size;
+    use crate::sim::scenario::Scenario;
+
+    /// Every node sends every attempt to orchestrator 0 and remembers how
+    /// each ended, by (node, send time).
+    #[derive(Default)]
+    struct AlwaysFirst {
+        outcomes: BTreeMap<(NodeIdx, u64), Result<(), FailureKind>>,
+    }
+
+    impl RoutingPolicy for AlwaysFirst {
+        type Gossip = ();
+        fn name(&self) -> &'static str {
+            "always-first"
+        }
+        fn pick(&mut self, _: &PickInput<'_>, _: &mut SimRng) -> PickDecision {
+            PickDecision::Send(0)
+        }
+        fn on_attempt_end(&mut self, node: NodeIdx, _: SimTime, report: &AttemptReport) {
+            self.outcomes
+                .insert((node, report.started.0), report.result);
+        }
+        fn on_discovery(&mut self, _: NodeIdx, _: SimTime, _: &[ProbeResult]) {}
+        fn on_node_restart(&mut self, _: NodeIdx, _: SimTime) {}
+    }
+
+    /// One small orchestrator in `fra`, busy most of the time, called from
+    /// all three regions: a request 75–80 ms on its way finds the slots as
+    /// they are when it gets there, and the judgement at arrival agrees
+    /// with what the orchestrator did.
+    #[test]
+    fn an_orchestrator_admits_what_finds_a_free_slot_on_arrival() {
+        let size = Size {
+            nodes_per_region: 1,
+            orchestrators: 1,
+            duration_s: 10.0,
+            jobs_per_s: 12.0,
+        };
+        let mut plan = Plan::new(Scenario::Steady, size, 5);
+        plan.config.topology.orchestrators[0].capacity = 2;
+        let (log, policy) = Engine::new(&plan, AlwaysFirst::default()).run();
+        let mut admitted = 0;
+        let mut refused = 0;
+        let mut remote_refused_though_free_at_send = 0;
+        for pick in &log.picks {
+            let outcome = policy.outcomes[&(pick.node as usize, pick.at_us)];
+            match outcome {
+                Ok(()) => {
+                    admitted += 1;
+                    assert_eq!(pick.accurate_on_arrival, Some(true), "{pick:?}");
+                }
+                Err(FailureKind::Capacity) => {
+                    refused += 1;
+                    assert_eq!(pick.accurate_on_arrival, None, "{pick:?}");
+                    if pick.node != 0 && pick.accurate == Some(true) {
+                        remote_refused_though_free_at_send += 1;
+                    }
+                }
+                Err(other) => panic!("unexpected {other:?} for {pick:?}"),
+            }
+        }
+        assert!(
+            admitted > 50 && refused > 50,
+            "{admitted} admitted, {refused} refused"
+        );
+        assert!(
+            remote_refused_though_free_at_send > 0,
+            "a slot free when a remote node sent must sometimes be gone when the request arrives"
+        );
     }
 }

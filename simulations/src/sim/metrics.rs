@@ -32,6 +32,10 @@ pub struct PickRecord {
     /// Whether its true expected latency was within 10 % of the best
     /// available orchestrator's (`None`: nothing was available).
     pub accurate: Option<bool>,
+    /// The same judged at arrival: within 10 % of the best orchestrator
+    /// that would have admitted a job arriving from this node (`None`:
+    /// none would have).
+    pub accurate_on_arrival: Option<bool>,
     /// The orchestrator's price was above the cap at that moment.
     pub over_cap: bool,
 }
@@ -64,6 +68,8 @@ pub struct RunMetrics {
     pub latency_p99_ms: f64,
     /// Share of picks within 10 % of the best available true expected latency.
     pub accuracy: f64,
+    /// The same judged at arrival (see [`PickRecord::accurate_on_arrival`]).
+    pub accuracy_on_arrival: f64,
     /// Share of successful jobs served in the node's own region.
     pub in_region: f64,
     /// Total-variation distance between served share and capacity share over
@@ -138,6 +144,7 @@ pub fn summarize(plan: &Plan, policy: &str, log: &RunLog) -> RunMetrics {
         .count();
     let picks: Vec<&PickRecord> = log.picks.iter().filter(|p| p.at_us >= warmup_us).collect();
     let scored: Vec<bool> = picks.iter().filter_map(|p| p.accurate).collect();
+    let scored_on_arrival: Vec<bool> = picks.iter().filter_map(|p| p.accurate_on_arrival).collect();
 
     // Load against capacity share.
     let total_capacity: u32 = topo.orchestrators.iter().map(|o| o.capacity).sum();
@@ -171,6 +178,11 @@ pub fn summarize(plan: &Plan, policy: &str, log: &RunLog) -> RunMetrics {
             1.0
         } else {
             scored.iter().filter(|&&a| a).count() as f64 / scored.len() as f64
+        },
+        accuracy_on_arrival: if scored_on_arrival.is_empty() {
+            1.0
+        } else {
+            scored_on_arrival.iter().filter(|&&a| a).count() as f64 / scored_on_arrival.len() as f64
         },
         in_region: if ok.is_empty() {
             0.0
@@ -256,6 +268,7 @@ pub fn summarize(plan: &Plan, policy: &str, log: &RunLog) -> RunMetrics {
         &mut m.latency_p50_ms,
         &mut m.latency_p99_ms,
         &mut m.accuracy,
+        &mut m.accuracy_on_arrival,
         &mut m.in_region,
         &mut m.load_deviation,
         &mut m.attempts_per_job,

@@ -396,6 +396,7 @@ fn aggregate(scenario: Scenario, seeds: u64, reports: &[ScenarioReport]) -> Swee
                 latency_p50_ms: avg(&|m| m.latency_p50_ms),
                 latency_p99_ms: avg(&|m| m.latency_p99_ms),
                 accuracy: avg(&|m| m.accuracy),
+                accuracy_on_arrival: avg(&|m| m.accuracy_on_arrival),
                 in_region: avg(&|m| m.in_region),
                 load_deviation: avg(&|m| m.load_deviation),
                 attempts_per_job: avg(&|m| m.attempts_per_job),
