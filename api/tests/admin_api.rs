@@ -170,7 +170,7 @@ async fn orchestrators_show_the_merged_view() {
         .iter()
         .find(|o| o["node"] == "lax-1")
         .expect("lax-1 record");
-    assert_eq!(lax1["last_error"], "timeout");
+    assert_eq!(lax1["last_error"], "connect");
     assert_eq!(lax1["ejected_until_ms"], 19_500);
 
     let blocked = row(&body, ORCH_BLOCKED);

@@ -597,6 +597,7 @@ mod tests {
         );
         assert!(ObservedError::ConnectTimeout.is_path_local());
         assert!(!ObservedError::Connect.is_path_local());
-        assert!(!ObservedError::Timeout.is_path_local());
+        assert!(ObservedError::Timeout.is_path_local());
+        assert!(!ObservedError::Tls.is_path_local());
     }
 }

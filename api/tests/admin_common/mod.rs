@@ -113,7 +113,9 @@ pub fn records() -> Vec<ObservationRecord> {
         r.record_probe(3, NOW_MS - 3_000);
         r.record_success(Pipeline::Llm, LLM_MODEL, 240, NOW_MS - 5_000);
         if observer == "lax-1" {
-            r.record_failure(Pipeline::Llm, LLM_MODEL, ErrorClass::Timeout, NOW_MS - 500);
+            // Refused: an ejection every region honours (a timeout's binds
+            // only lax, and the view is fra-1's).
+            r.record_failure(Pipeline::Llm, LLM_MODEL, ErrorClass::Connect, NOW_MS - 500);
             r.eject(NOW_MS - 500, 20_000, 60_000);
         }
         out.push(r);

@@ -64,7 +64,11 @@ pub const HISTOGRAM_AGE_AT: u32 = 512;
 pub enum ErrorClass {
     /// TCP connect refused or reset, DNS failure: the host is not there.
     Connect,
-    /// No response (or no first byte) within the deadline.
+    /// No response (or no first byte) within the deadline: the orchestrator
+    /// hangs *or the path from the observer's region is slow or lossy*, so
+    /// like [`Self::ConnectTimeout`] an ejection for it binds that region
+    /// only; other regions learn of a hung orchestrator from their own
+    /// timeouts.
     Timeout,
     /// TLS handshake failed.
     Tls,
@@ -107,9 +111,11 @@ impl ErrorClass {
 
     /// Whether the failure may be a property of the path from the
     /// observer's region rather than of the orchestrator, so an ejection
-    /// for it binds only nodes of that region.
+    /// for it binds only nodes of that region: no connection or no answer
+    /// in time. A refusal, a reset, a TLS failure or a bad answer come from
+    /// the orchestrator itself and bind every region.
     pub const fn is_path_local(self) -> bool {
-        matches!(self, Self::ConnectTimeout)
+        matches!(self, Self::ConnectTimeout | Self::Timeout)
     }
 
     /// Whether the failure may lead to ejection at all. "Busy" never does

@@ -76,7 +76,7 @@ pub struct OrchestratorSummary {
     pub blocked: bool,
     /// Unusable before this time (max over observers, capped at
     /// [`MAX_HONORED_EJECTION_MS`] after the snapshot): an ejection seen by
-    /// any node applies on every node, except one for a connect timeout
+    /// any node applies on every node, except one for a timeout
     /// ([`ErrorClass::is_path_local`]), which applies in the ejecting node's
     /// region only.
     pub ejected_until_ms: u64,
@@ -469,8 +469,8 @@ fn summarize(
             .then_with(|| b.observer.cmp(&a.observer))
     });
     let cap = now_ms.saturating_add(MAX_HONORED_EJECTION_MS);
-    // An ejection for a connect timeout may only say that the path from
-    // the ejecting node's region is cut: it binds that region alone.
+    // An ejection for a timeout may only say that the path from the
+    // ejecting node's region is cut or slow: it binds that region alone.
     let ejector = records
         .iter()
         .filter(|r| r.ejected_until_ms > 0)

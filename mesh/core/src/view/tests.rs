@@ -234,11 +234,16 @@ fn ejected_after_one_fra_failure(class: ErrorClass) -> [bool; 3] {
 }
 
 #[test]
-fn connect_timeout_ejects_in_its_region_only_refusal_everywhere() {
+fn timeouts_eject_in_their_region_only_refusal_everywhere() {
     // A connect timeout from fra may be a cut fra–lax path: lax keeps its
     // orchestrator, fra's other nodes stop using it.
     assert_eq!(
         ejected_after_one_fra_failure(ErrorClass::ConnectTimeout),
+        [true, true, false]
+    );
+    // So may no answer in time: a slow or lossy path from fra.
+    assert_eq!(
+        ejected_after_one_fra_failure(ErrorClass::Timeout),
         [true, true, false]
     );
     // Connection refused: the process is gone, for every region.
