@@ -20,8 +20,17 @@ use tokio::time::Instant;
 
 use crate::jobs::{Executor, Forwarding};
 
-/// Format version of forwarded jobs; bumped on any change of the structs.
+/// Format version of answer frames ([`ForwardHead`]); bumped on any change
+/// of the struct.
 const FORWARD_FORMAT_VERSION: u8 = 1;
+/// Format version of forwarded jobs: 2 carries the caller's tenant and tier.
+/// A receiver still reads version 1 (from a node not yet upgraded) as the
+/// default tier; a node not yet upgraded refuses version 2, and the sender
+/// then tries its next forwarding target or fails the job.
+const FORWARDED_JOB_VERSION: u8 = 2;
+/// Longest tenant or tier name a forwarded job may carry (both come from
+/// the sender's key configuration and are a few words).
+const MAX_CALLER_NAME_BYTES: usize = 256;
 /// Largest complete (non-streamed) answer accepted from a peer; the same
 /// bound the orchestrator client applies to JSON answers.
 const MAX_FORWARDED_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -33,6 +42,85 @@ pub struct ForwardedJob {
     pub job: JobSpec,
     /// The client's request id, for logs on both sides.
     pub request_id: String,
+    /// Who sent it to the first node: the tier selects the orchestrator
+    /// pool and rules on the node that runs it, as it would have here.
+    pub caller: ForwardedCaller,
+}
+
+/// The caller of a forwarded job, as it crosses the mesh (its own struct so
+/// that the wire format does not follow [`Caller`]'s fields).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardedCaller {
+    /// The tenant.
+    pub tenant: String,
+    /// The tenant's tier.
+    pub tier: String,
+}
+
+impl From<&Caller> for ForwardedCaller {
+    fn from(caller: &Caller) -> Self {
+        Self {
+            tenant: caller.tenant.clone(),
+            tier: caller.tier.clone(),
+        }
+    }
+}
+
+impl From<ForwardedCaller> for Caller {
+    fn from(caller: ForwardedCaller) -> Self {
+        Self {
+            tenant: caller.tenant,
+            tier: caller.tier,
+        }
+    }
+}
+
+/// Version 1 of [`ForwardedJob`], without the caller.
+#[derive(Debug, Deserialize)]
+struct ForwardedJobV1 {
+    job: JobSpec,
+    request_id: String,
+}
+
+impl ForwardedJob {
+    fn encode(&self) -> Result<Bytes, JobError> {
+        encode_as(FORWARDED_JOB_VERSION, self)
+    }
+
+    /// Reads a forwarded job of either version; a version-1 job (from a
+    /// node not yet upgraded) runs as `origin`'s job of the default tier.
+    fn decode(bytes: &[u8], origin: &mesh_core::NodeId) -> Result<Self, String> {
+        let forwarded = match bytes.split_first() {
+            Some((&FORWARDED_JOB_VERSION, body)) => {
+                postcard::from_bytes::<Self>(body).map_err(|e| e.to_string())?
+            }
+            Some((1, body)) => {
+                let old: ForwardedJobV1 = postcard::from_bytes(body).map_err(|e| e.to_string())?;
+                Self {
+                    job: old.job,
+                    request_id: old.request_id,
+                    caller: ForwardedCaller {
+                        tenant: format!("node:{origin}"),
+                        tier: "default".to_owned(),
+                    },
+                }
+            }
+            Some((version, _)) => return Err(format!("unknown forwarded job version {version}")),
+            None => return Err("empty forward frame".into()),
+        };
+        for (what, name) in [
+            ("tenant", &forwarded.caller.tenant),
+            ("tier", &forwarded.caller.tier),
+        ] {
+            if name.len() > MAX_CALLER_NAME_BYTES {
+                return Err(format!(
+                    "{what} name of {} bytes (at most {MAX_CALLER_NAME_BYTES})",
+                    name.len()
+                ));
+            }
+        }
+        Ok(forwarded)
+    }
 }
 
 /// The first frame of the answer.
@@ -47,7 +135,11 @@ pub enum ForwardHead {
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Bytes, JobError> {
-    let mut bytes = vec![FORWARD_FORMAT_VERSION];
+    encode_as(FORWARD_FORMAT_VERSION, value)
+}
+
+fn encode_as<T: Serialize>(version: u8, value: &T) -> Result<Bytes, JobError> {
+    let mut bytes = vec![version];
     let body = postcard::to_stdvec(value)
         .map_err(|e| JobError::Internal(format!("encoding a forwarded job: {e}")))?;
     bytes.extend_from_slice(&body);
@@ -82,10 +174,12 @@ impl Executor {
             .mesh()
             .ok_or_else(|| unreachable("no mesh".into()))?;
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let body = encode(&ForwardedJob {
+        let body = ForwardedJob {
             job: job.clone(),
             request_id: context.request_id.clone(),
-        })?;
+            caller: ForwardedCaller::from(&context.caller),
+        }
+        .encode()?;
         let mut answer = mesh
             .forward(node, mesh::RequestId::random(), body, remaining)
             .await
@@ -142,7 +236,7 @@ pub fn handler(
                 Ok(bytes) => stream::iter(vec![Ok(bytes)]).boxed(),
                 Err(error) => stream::iter(vec![Err(HandlerError(error.to_string()))]).boxed(),
             };
-            let forwarded: ForwardedJob = match decode(&request.body) {
+            let forwarded = match ForwardedJob::decode(&request.body, &request.origin.node) {
                 Ok(job) => job,
                 Err(error) => {
                     return stream::iter(vec![Err(HandlerError(format!(
@@ -156,16 +250,15 @@ pub fn handler(
                 request_id = %forwarded.request_id,
                 origin = %request.origin.node,
                 pipeline = %forwarded.job.pipeline,
+                tenant = %forwarded.caller.tenant,
+                tier = %forwarded.caller.tier,
                 "running a forwarded job"
             );
             let context = RequestContext {
                 request_id: forwarded.request_id,
                 public_base_url,
                 deadline,
-                caller: Caller {
-                    tenant: format!("node:{}", request.origin.node),
-                    tier: "default".to_owned(),
-                },
+                caller: forwarded.caller.into(),
             };
             match executor
                 .execute_with(forwarded.job, context, Forwarding::Forbidden)
@@ -200,21 +293,77 @@ mod tests {
     use super::*;
     use mesh_core::{JobBody, OrchestratorId, Pipeline};
 
+    fn spec() -> JobSpec {
+        JobSpec {
+            pipeline: Pipeline::Llm,
+            model_id: "m".into(),
+            body: JobBody::Json(b"{}".to_vec()),
+            stream: true,
+            units: 256,
+        }
+    }
+
+    fn origin() -> mesh_core::NodeId {
+        mesh_core::NodeId::new("fra-1").unwrap()
+    }
+
+    /// What a node not yet upgraded sends: version 1, no caller.
+    #[derive(Serialize)]
+    struct OldForwardedJob {
+        job: JobSpec,
+        request_id: String,
+    }
+
+    #[test]
+    fn a_version_1_job_runs_as_the_origin_nodes_default_tier() {
+        let old = encode_as(
+            1,
+            &OldForwardedJob {
+                job: spec(),
+                request_id: "r0".into(),
+            },
+        )
+        .unwrap();
+        let back = ForwardedJob::decode(&old, &origin()).unwrap();
+        assert_eq!(back.request_id, "r0");
+        assert_eq!(back.job, spec());
+        assert_eq!(
+            back.caller,
+            ForwardedCaller {
+                tenant: "node:fra-1".into(),
+                tier: "default".into()
+            }
+        );
+    }
+
+    #[test]
+    fn an_overlong_tier_is_refused() {
+        let job = ForwardedJob {
+            job: spec(),
+            request_id: "r2".into(),
+            caller: ForwardedCaller {
+                tenant: "acme".into(),
+                tier: "t".repeat(MAX_CALLER_NAME_BYTES + 1),
+            },
+        };
+        let error = ForwardedJob::decode(&job.encode().unwrap(), &origin()).unwrap_err();
+        assert!(error.contains("tier name"), "{error}");
+    }
+
     #[test]
     fn frames_round_trip_and_garbage_is_refused() {
         let job = ForwardedJob {
-            job: JobSpec {
-                pipeline: Pipeline::Llm,
-                model_id: "m".into(),
-                body: JobBody::Json(b"{}".to_vec()),
-                stream: true,
-                units: 256,
-            },
+            job: spec(),
             request_id: "r1".into(),
+            caller: ForwardedCaller {
+                tenant: "acme".into(),
+                tier: "premium".into(),
+            },
         };
-        let bytes = encode(&job).unwrap();
-        let back: ForwardedJob = decode(&bytes).unwrap();
+        let bytes = job.encode().unwrap();
+        let back = ForwardedJob::decode(&bytes, &origin()).unwrap();
         assert_eq!(back.job, job.job);
+        assert_eq!(back.caller, job.caller, "the tier must survive the trip");
         let head = encode(&ForwardHead::Complete(Attribution {
             orchestrator: OrchestratorId::parse("127.0.0.1:1").unwrap(),
             region: None,
@@ -224,6 +373,9 @@ mod tests {
         assert!(
             matches!(decode::<ForwardHead>(&head), Ok(ForwardHead::Complete(a)) if a.attempts == 2)
         );
+        assert!(ForwardedJob::decode(&[], &origin()).is_err());
+        assert!(ForwardedJob::decode(&[3, 0], &origin()).is_err());
+        assert!(ForwardedJob::decode(&bytes[..bytes.len() - 3], &origin()).is_err());
         assert!(decode::<ForwardHead>(&[]).is_err());
         assert!(decode::<ForwardHead>(&[9, 1, 2]).is_err());
         assert!(decode::<ForwardHead>(&[FORWARD_FORMAT_VERSION, 0xff, 0xff, 0xff]).is_err());

@@ -86,6 +86,9 @@ impl LabSpec {
     }
 
     /// Adds `line` to `[section]` of the nodes of `region` (`None`: all).
+    /// Section `tables` is the end of the file, where a line may open
+    /// tables of its own (`[[keys]]`, `[pools]`). In any line,
+    /// `@orchestrator:R:I@` becomes the URL of region R's I-th orchestrator.
     pub fn line(mut self, region: Option<&str>, section: &str, line: &str) -> Self {
         self.extra.push((
             region.map(str::to_owned),
@@ -336,6 +339,13 @@ impl Lab {
                     let _ = writeln!(text, "{line}");
                 }
             }
+            for (r, orchestrators) in
+                (0..self.spec.regions.len()).map(|r| (r, self.orchestrators(r)))
+            {
+                for (i, orchestrator) in orchestrators.iter().enumerate() {
+                    text = text.replace(&format!("@orchestrator:{r}:{i}@"), orchestrator.url());
+                }
+            }
             text
         };
         format!(
@@ -375,6 +385,7 @@ node_key_path = "{dir}/{name}.key"
 listen_addr = "{ip}:{mesh_port}"
 seeds = [{seeds}]
 {mesh}
+{tables}
 "#,
             name = member.name,
             region_name = member.region,
@@ -386,6 +397,7 @@ seeds = [{seeds}]
             discovery = extra("discovery"),
             jobs = extra("jobs"),
             mesh = extra("mesh"),
+            tables = extra("tables"),
             dir = cert_dir.display(),
         )
     }

@@ -83,6 +83,34 @@ async fn wait_ejected(lab: &Lab, node: usize, region: usize) -> anyhow::Result<D
     .await
 }
 
+/// From fra, the other regions' orchestrators answer too late to be used
+/// (10 s); from the other regions' nodes, orchestrator `i` of region `r`
+/// answers after `delay_ms(r, i)` ms.
+fn cut_fra_off(lab: &Lab, delay_ms: impl Fn(usize, usize) -> u64) {
+    for region in 1..lab.spec().regions.len() {
+        for (i, orchestrator) in lab.orchestrators(region).iter().enumerate() {
+            let table: BTreeMap<IpAddr, u64> = lab
+                .delay_table(region, 0)
+                .into_keys()
+                .map(|ip| {
+                    let from = lab
+                        .members()
+                        .iter()
+                        .find(|m| IpAddr::V4(m.ip) == ip)
+                        .map(|m| m.region_index);
+                    let delay = match from {
+                        Some(0) => 10_000,
+                        Some(r) if r == region => delay_ms(region, i),
+                        _ => 0,
+                    };
+                    (ip, delay)
+                })
+                .collect();
+            orchestrator.set_region_latency(table);
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_to_a_region_without_orchestrators_are_served_by_another_region() -> anyhow::Result<()>
 {
@@ -150,23 +178,7 @@ async fn a_job_is_forwarded_to_another_region_when_none_of_its_orchestrators_is_
     for orchestrator in lab.orchestrators(0) {
         orchestrator.crash().await;
     }
-    // From fra, the other regions' orchestrators answer too late to be used.
-    for region in 1..lab.spec().regions.len() {
-        let table: BTreeMap<IpAddr, u64> = lab
-            .delay_table(region, 0)
-            .into_keys()
-            .map(|ip| {
-                let from_fra = lab
-                    .members()
-                    .iter()
-                    .any(|m| m.region_index == 0 && IpAddr::V4(m.ip) == ip);
-                (ip, if from_fra { 10_000 } else { 0 })
-            })
-            .collect();
-        for orchestrator in lab.orchestrators(region) {
-            orchestrator.set_region_latency(table.clone());
-        }
-    }
+    cut_fra_off(&lab, |_, _| 0);
     wait_ejected(&lab, fra_1, 0).await?;
 
     // A batch job.
@@ -264,6 +276,78 @@ async fn a_job_is_forwarded_to_another_region_when_none_of_its_orchestrators_is_
         "forwarded SSE stream: 200 from region {region}, {} events in {chunks} chunks, content {content:?}",
         events.len()
     );
+    lab.shutdown().await;
+    Ok(())
+}
+
+/// The premium tenant's key in the tier test.
+const PREMIUM_KEY: &str = "premium-tenant-key-0123456789";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_job_keeps_its_callers_tier_and_so_its_orchestrator_pool() -> anyhow::Result<()>
+{
+    // Premium callers may only use lax's second orchestrator ("gold"). fra
+    // makes one attempt, cannot reach gold, and forwards; the node that
+    // runs the job must apply the premium pool too, although its default
+    // tier would prefer lax's first orchestrator (gold answers lax's own
+    // nodes 300 ms late) or its own region's.
+    let mut spec = LabSpec::three_regions()
+        .line(Some("fra"), "jobs", "max_attempts = 1")
+        .line(
+            None,
+            "tables",
+            &format!("[[keys]]\nkey = \"{PREMIUM_KEY}\"\ntenant = \"vip\"\ntier = \"premium\""),
+        )
+        .line(
+            None,
+            "tables",
+            "[[offer]]\npipeline = \"text-to-image\"\ntier_pools = { premium = \"gold\" }",
+        )
+        .line(None, "tables", "[pools]\ngold = [\"@orchestrator:1:1@\"]");
+    spec.get_orchestrator_timeout_ms = 500;
+    let lab = lab(spec).await?;
+    let fra_1 = lab.index_of("fra-1").context("fra-1")?;
+    let gold = lab.orchestrators(1)[1].url().to_owned();
+    for orchestrator in lab.orchestrators(0) {
+        orchestrator.crash().await;
+    }
+    cut_fra_off(
+        &lab,
+        |region, i| if (region, i) == (1, 1) { 300 } else { 0 },
+    );
+    wait_ejected(&lab, fra_1, 0).await?;
+
+    for n in 0..4 {
+        let response = lab
+            .client()
+            .post(format!("{}/text-to-image", lab.node(fra_1).public_url()))
+            .bearer_auth(PREMIUM_KEY)
+            .json(&json!({ "prompt": format!("premium {n}") }))
+            .send()
+            .await?;
+        let region = header(&response, "x-gatemesh-region");
+        let answer = JobAnswer::read(response).await?;
+        ensure!(
+            answer.status == 200,
+            "premium job {n}: {} {}",
+            answer.status,
+            answer.body
+        );
+        let orchestrator = answer.orchestrator.context("x-gatemesh-orchestrator")?;
+        ensure!(
+            orchestrator == gold,
+            "premium job {n} ran on {orchestrator} (region {region:?}), outside the premium pool [{gold}]"
+        );
+        eprintln!(
+            "premium job {n}: 200 on the pool's {orchestrator}, x-gatemesh-region {region:?}"
+        );
+    }
+    let served: u64 = lab
+        .running()
+        .into_iter()
+        .map(|i| lab.mesh(i).stats().forwards_served_total)
+        .sum();
+    ensure!(served >= 4, "{served} forwarded jobs run, 4 expected");
     lab.shutdown().await;
     Ok(())
 }
