@@ -60,7 +60,13 @@ pub const HISTOGRAM_AGE_AT: u32 = 512;
 
 /// What kind of failure an attempt ended in. The class decides whether it
 /// counts against the orchestrator and whether one failure ejects it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// On the wire a class is its position in this list. New classes go at the
+/// end and stay unit variants: a reader that does not know one yet decodes
+/// it as [`Self::Other`] instead of refusing the whole record, so a rolling
+/// upgrade that adds a class does not cut old nodes off from new nodes'
+/// observations. (Nodes before this rule refuse such records.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum ErrorClass {
     /// TCP connect refused or reset, DNS failure: the host is not there.
     Connect,
@@ -92,6 +98,19 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// Every class in wire order, and its name (the serde variant name).
+    const WIRE: [(Self, &'static str); 9] = [
+        (Self::Connect, "Connect"),
+        (Self::Timeout, "Timeout"),
+        (Self::Tls, "Tls"),
+        (Self::Busy, "Busy"),
+        (Self::Server, "Server"),
+        (Self::BadResponse, "BadResponse"),
+        (Self::Client, "Client"),
+        (Self::Other, "Other"),
+        (Self::ConnectTimeout, "ConnectTimeout"),
+    ];
+
     /// Whether the failure is evidence against the orchestrator's health.
     /// "Busy" is not: it says the orchestrator is popular (the load factor
     /// steers around full ones), and counting it would lower the reliability
@@ -122,6 +141,72 @@ impl ErrorClass {
     /// (go-livepeer #3436: suspending busy orchestrators drains the best ones).
     pub const fn may_eject(self) -> bool {
         !matches!(self, Self::Busy | Self::Client)
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorClass {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        const NAMES: [&str; 9] = {
+            let mut names = [""; 9];
+            let mut i = 0;
+            while i < names.len() {
+                names[i] = ErrorClass::WIRE[i].1;
+                i += 1;
+            }
+            names
+        };
+        deserializer.deserialize_enum("ErrorClass", &NAMES, ClassVisitor)
+    }
+}
+
+/// Reads an [`ErrorClass`], unknown ones as [`ErrorClass::Other`].
+struct ClassVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ClassVisitor {
+    type Value = ErrorClass;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an error class")
+    }
+
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(self, data: A) -> Result<ErrorClass, A::Error> {
+        use serde::de::VariantAccess;
+        let (ClassId(class), variant) = data.variant::<ClassId>()?;
+        variant.unit_variant()?;
+        Ok(class)
+    }
+}
+
+/// A class's wire index (postcard) or name (self-describing formats).
+struct ClassId(ErrorClass);
+
+impl<'de> Deserialize<'de> for ClassId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct IdVisitor;
+        impl serde::de::Visitor<'_> for IdVisitor {
+            type Value = ClassId;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an error class index or name")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, index: u64) -> Result<ClassId, E> {
+                let class = usize::try_from(index)
+                    .ok()
+                    .and_then(|i| ErrorClass::WIRE.get(i))
+                    .map_or(ErrorClass::Other, |(class, _)| *class);
+                Ok(ClassId(class))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<ClassId, E> {
+                let class = ErrorClass::WIRE
+                    .iter()
+                    .find(|(_, n)| *n == name)
+                    .map_or(ErrorClass::Other, |(class, _)| *class);
+                Ok(ClassId(class))
+            }
+        }
+        deserializer.deserialize_identifier(IdVisitor)
     }
 }
 
@@ -563,6 +648,51 @@ mod tests {
             NodeId::new("fra-1").unwrap(),
             RegionId::new("fra").unwrap(),
         )
+    }
+
+    #[test]
+    fn an_error_class_from_a_newer_node_reads_as_other_and_keeps_the_record() {
+        // Two encodings that differ only in the class byte: Other (7) and
+        // ConnectTimeout (8). A class 9, added by a later version, must
+        // not make this node refuse the record.
+        let with = |class| {
+            let mut r = record();
+            r.record_failure(Pipeline::Llm, "m", class, 1_000);
+            r
+        };
+        let other = with(ErrorClass::Other).encode().unwrap();
+        let timeout = with(ErrorClass::ConnectTimeout).encode().unwrap();
+        assert_eq!(other.len(), timeout.len());
+        let differing: Vec<usize> = (0..other.len())
+            .filter(|&i| other[i] != timeout[i])
+            .collect();
+        assert_eq!(differing.len(), 1, "{differing:?}");
+        let at = differing[0];
+        assert_eq!((other[at], timeout[at]), (7, 8));
+        let mut future = timeout.clone();
+        future[at] = 9;
+        let decoded =
+            ObservationRecord::decode(&future).expect("a newer class must not refuse the record");
+        assert_eq!(decoded.last_error, Some(ErrorClass::Other));
+        assert_eq!(decoded, with(ErrorClass::Other));
+        assert_eq!(
+            ObservationRecord::decode(&timeout).unwrap().last_error,
+            Some(ErrorClass::ConnectTimeout)
+        );
+
+        // Every known class round-trips, in postcard and in JSON.
+        for (class, name) in ErrorClass::WIRE {
+            let bytes = postcard::to_allocvec(&class).unwrap();
+            assert_eq!(postcard::from_bytes::<ErrorClass>(&bytes).unwrap(), class);
+            let json = serde_json::to_string(&class).unwrap();
+            assert_eq!(json, format!("\"{name}\""));
+            assert_eq!(serde_json::from_str::<ErrorClass>(&json).unwrap(), class);
+        }
+        assert_eq!(
+            serde_json::from_str::<ErrorClass>("\"FromTheFuture\"").unwrap(),
+            ErrorClass::Other
+        );
+        assert!(serde_json::from_str::<ErrorClass>("{\"Busy\":1}").is_err());
     }
 
     #[test]
