@@ -262,6 +262,14 @@ pub struct MediaSection {
     /// Timeout of one download from an orchestrator (go-livepeer: 4 s).
     #[serde(default = "default_media_fetch_timeout_ms")]
     pub fetch_timeout_ms: u64,
+    /// Download result URLs on any host. Off by default: a result must be
+    /// on the host of the orchestrator that produced it (go-livepeer serves
+    /// them at `https://<orch>/stream/…`), so an orchestrator cannot make
+    /// the gateway fetch from hosts only the gateway can reach (cloud
+    /// metadata, the admin listener, the private network) and hand the
+    /// bytes to a client.
+    #[serde(default)]
+    pub fetch_from_other_hosts: bool,
 }
 
 /// `[log]`
@@ -535,6 +543,7 @@ impl Default for MediaSection {
             max_object_bytes: default_media_max_object_bytes(),
             ttl_ms: default_media_ttl_ms(),
             fetch_timeout_ms: default_media_fetch_timeout_ms(),
+            fetch_from_other_hosts: false,
         }
     }
 }

@@ -438,7 +438,16 @@ impl Executor {
             .await
             .map_err(AttemptError::Orchestrator)?;
         let prepared = match response {
-            AiResponse::Json(body) => Prepared::Json(self.rehost_media(body, context).await?),
+            AiResponse::Json(body) => {
+                // Results live on the orchestrator that made them: the host
+                // we queried or the service URI it answered with.
+                let origin_hosts: Vec<String> =
+                    [orchestrator.as_str(), session.transcoder.as_str()]
+                        .into_iter()
+                        .filter_map(url_host)
+                        .collect();
+                Prepared::Json(self.rehost_media(body, &origin_hosts, context).await?)
+            }
             AiResponse::Stream(mut stream) => {
                 // Retry stays possible until the first chunk: wait for it here.
                 match stream.next().await {
@@ -478,6 +487,7 @@ impl Executor {
     async fn rehost_media(
         &self,
         body: Bytes,
+        origin_hosts: &[String],
         context: &RequestContext,
     ) -> Result<Bytes, AttemptError> {
         let Ok(mut document) = serde_json::from_slice::<serde_json::Value>(&body) else {
@@ -496,6 +506,12 @@ impl Executor {
             let Some(source) = url.as_str().map(str::to_owned) else {
                 continue;
             };
+            if !limits.fetch_from_other_hosts && !media_url_allowed(&source, origin_hosts) {
+                return Err(AttemptError::BadResult(format!(
+                    "result URL {source:?} is not on the orchestrator's host ({}); not fetched ([media] fetch_from_other_hosts allows it)",
+                    origin_hosts.join(", ")
+                )));
+            }
             let (content_type, bytes) = self
                 .inner
                 .client
@@ -610,6 +626,24 @@ fn exhausted(attempts: u32, failures: &[String]) -> JobError {
 
 /// Finds string values under keys named `url` that point at media
 /// (`http(s)://` or `data:`), depth-first, bounded in depth.
+/// The lower-case host of a URL (an IPv6 address in brackets).
+fn url_host(url: &str) -> Option<String> {
+    url::Url::parse(url)
+        .ok()?
+        .host_str()
+        .map(str::to_ascii_lowercase)
+}
+
+/// Whether a result at `url` may be downloaded when results must come from
+/// the orchestrator: a `data:` URI (nothing to download), or a URL on one of
+/// `origin_hosts` (any port or scheme).
+fn media_url_allowed(url: &str, origin_hosts: &[String]) -> bool {
+    if url.starts_with("data:") {
+        return true;
+    }
+    url_host(url).is_some_and(|host| origin_hosts.contains(&host))
+}
+
 fn collect_media_urls<'a>(
     value: &'a mut serde_json::Value,
     depth: usize,
@@ -653,6 +687,33 @@ fn unix_now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn results_are_fetched_only_from_the_orchestrators_host() {
+        let origin: Vec<String> = ["https://orch-1.example:8935", "https://[::1]:9000"]
+            .into_iter()
+            .filter_map(url_host)
+            .collect();
+        assert_eq!(origin, ["orch-1.example", "[::1]"]);
+        for allowed in [
+            "https://orch-1.example:8935/stream/a/b.png",
+            "http://ORCH-1.example/stream/x.wav",
+            "https://[::1]:1234/stream/c.png",
+            "data:image/png;base64,AAAA",
+        ] {
+            assert!(media_url_allowed(allowed, &origin), "{allowed}");
+        }
+        for refused in [
+            "http://169.254.169.254/latest/meta-data/",
+            "http://127.0.0.1:9443/admin/keys",
+            "https://orch-1.example.evil.net/stream/a.png",
+            "https://evil@10.0.0.1/orch-1.example",
+            "http://[::2]/x",
+            "not a url",
+        ] {
+            assert!(!media_url_allowed(refused, &origin), "{refused}");
+        }
+    }
 
     #[test]
     fn media_urls_are_found_in_images_and_audio() {

@@ -10,6 +10,10 @@
 //!   head and writes canned bytes ([`JobReply`]): 200 with a non-JSON body, a
 //!   truncated body, or bytes that are not HTTP at all.
 //!
+//! - [`Bystander`]: a TCP listener on another loopback address that only
+//!   counts connections: a host an orchestrator must not make the gateway
+//!   fetch from.
+//!
 //! Dropping the value stops the accept loop and every connection.
 
 use std::convert::Infallible;
@@ -61,7 +65,7 @@ pub enum InfoReply {
 }
 
 /// What the raw job server writes after reading a request head.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobReply {
     /// `200 OK`, `application/json`, a complete body that is not JSON.
     NotJson,
@@ -69,11 +73,22 @@ pub enum JobReply {
     TruncatedBody,
     /// Bytes that are not an HTTP response, then closing.
     NotHttp,
+    /// `200 OK`, a text-to-image answer whose image is at this URL.
+    ImageAt(String),
 }
 
 impl JobReply {
-    fn bytes(self) -> Vec<u8> {
+    fn bytes(&self) -> Vec<u8> {
         match self {
+            Self::ImageAt(url) => {
+                let body = serde_json::json!({"images": [{"url": url, "seed": 1, "nsfw": false}]})
+                    .to_string();
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .into_bytes()
+            }
             Self::NotJson => {
                 let body = "<html><body>definitely not JSON</body></html>";
                 format!(
@@ -165,6 +180,7 @@ impl HostileOrchestrator {
                 };
                 let acceptor = acceptor.clone();
                 let counter = counter.clone();
+                let reply = reply.clone();
                 connections.spawn(async move {
                     let Ok(mut tls) = acceptor.accept(tcp).await else {
                         return;
@@ -195,6 +211,57 @@ impl HostileOrchestrator {
             }
         });
         Ok(Self { url, calls, task })
+    }
+}
+
+/// A TCP listener that accepts, counts and drops connections.
+#[derive(Debug)]
+pub struct Bystander {
+    url: String,
+    connections: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Bystander {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Bystander {
+    /// Listens on `ip`, port 0.
+    pub async fn start(ip: Ipv4Addr) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(SocketAddr::from((ip, 0)))
+            .await
+            .with_context(|| format!("binding the bystander on {ip}"))?;
+        let url = format!("https://{}", listener.local_addr()?);
+        let connections = Arc::new(AtomicU64::new(0));
+        let counter = connections.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok(_) => {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                }
+            }
+        });
+        Ok(Self {
+            url,
+            connections,
+            task,
+        })
+    }
+
+    /// `https://<ip>:<port>`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::SeqCst)
     }
 }
 

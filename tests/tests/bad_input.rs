@@ -2,6 +2,8 @@
 //! the JSON error envelope (with `x-request-id`), and never takes the node
 //! down: after each batch, `/healthz` answers 200 and a valid job succeeds.
 
+use std::net::Ipv4Addr;
+
 use anyhow::{Context, ensure};
 use mesh_core::Pipeline;
 use reqwest::multipart::{Form, Part};
@@ -10,7 +12,7 @@ use simulations::emulator::media::png_image;
 use simulations::emulator::{
     EmulatedOrchestrator, Emulator, ModelSpec, OrchestratorSpec, REJECT_WORD,
 };
-use tests::hostile::{HostileOrchestrator, InfoReply, JobReply};
+use tests::hostile::{Bystander, HostileOrchestrator, InfoReply, JobReply};
 use tests::{API_KEY, Gateway, GatewayConfig, expect_error, wait_until};
 
 /// Small on purpose, so the 413 case needs only a few KB.
@@ -337,7 +339,7 @@ async fn garbage_job_answers_get_503_and_are_survived() -> anyhow::Result<()> {
     // server advertising one model whose jobs go there.
     let mut hostiles = Vec::new();
     for (model, reply) in variants {
-        let jobs = HostileOrchestrator::jobs(reply).await?;
+        let jobs = HostileOrchestrator::jobs(reply.clone()).await?;
         let info = HostileOrchestrator::info(InfoReply::Advertise {
             transcoder: jobs.url().to_owned(),
             pipeline: Pipeline::TextToImage,
@@ -383,6 +385,56 @@ async fn garbage_job_answers_get_503_and_are_survived() -> anyhow::Result<()> {
         "garbage job answers:\n{}",
         failures.join("\n")
     );
+    gateway.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_result_on_another_host_is_not_fetched() -> anyhow::Result<()> {
+    // An orchestrator answers with an image "at" another loopback address,
+    // standing in for cloud metadata or the private network: the gateway
+    // must not connect there, and the client must not get those bytes.
+    let good = text_to_image_orchestrator().await?;
+    let bystander = Bystander::start(Ipv4Addr::new(127, 0, 0, 2)).await?;
+    let model = "hostile/elsewhere";
+    let jobs = HostileOrchestrator::jobs(JobReply::ImageAt(format!(
+        "{}/latest/meta-data/secret.png",
+        bystander.url()
+    )))
+    .await?;
+    let info = HostileOrchestrator::info(InfoReply::Advertise {
+        transcoder: jobs.url().to_owned(),
+        pipeline: Pipeline::TextToImage,
+        model: model.to_owned(),
+    })
+    .await?;
+    let gateway = Gateway::start_ready(vec![good.url().to_owned(), info.url().to_owned()]).await?;
+    gateway
+        .wait_capable_model(Pipeline::TextToImage, model, 1)
+        .await?;
+    let response = gateway
+        .post_json(
+            "/text-to-image",
+            &json!({"prompt": "a cat", "model_id": model}),
+        )
+        .send()
+        .await?;
+    let answer = expect_error(response, 503, "attempts_exhausted").await?;
+    let text = String::from_utf8_lossy(&answer.raw);
+    ensure!(
+        text.contains("not on the orchestrator's host"),
+        "the error does not say why: {text}"
+    );
+    ensure!(
+        jobs.calls() >= 1,
+        "the job never reached the hostile server"
+    );
+    ensure!(
+        bystander.connections() == 0,
+        "the gateway connected to the other host {} time(s)",
+        bystander.connections()
+    );
+    still_serving(&gateway).await?;
     gateway.shutdown().await;
     Ok(())
 }
