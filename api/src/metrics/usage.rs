@@ -72,6 +72,7 @@ pub struct UsageMetrics {
     append_errors: Family<ReasonLabels, Counter>,
     sink_batches: Family<ResultLabels, Counter>,
     sink_records: Counter,
+    sink_rejected: Counter,
     charged: Family<TenantLabels, Counter>,
     tenants: std::sync::Arc<BoundedLabels>,
 }
@@ -88,6 +89,7 @@ impl UsageMetrics {
             append_errors: Family::default(),
             sink_batches: Family::default(),
             sink_records: Counter::default(),
+            sink_rejected: Counter::default(),
             charged: Family::default(),
             tenants: std::sync::Arc::new(BoundedLabels::new(MAX_TENANT_LABELS)),
         };
@@ -132,6 +134,11 @@ impl UsageMetrics {
             this.sink_records.clone(),
         );
         registry.register(
+            "usage_sink_rejected_records",
+            "Records the usage sink refused for good (400, 413 or 422 for that record alone), skipped and listed in sink.rejected",
+            this.sink_rejected.clone(),
+        );
+        registry.register(
             "tenant_charged_nano_usd",
             "Nano-USD charged to each tenant (durable usage records)",
             this.charged.clone(),
@@ -164,6 +171,11 @@ impl UsageMetrics {
                 reason: reason.as_str(),
             })
             .inc();
+    }
+
+    /// The sink refused one record for good; it was skipped.
+    pub fn record_sink_rejected(&self) {
+        self.sink_rejected.inc();
     }
 
     /// One push to the sink: `records` acknowledged when `ok`.

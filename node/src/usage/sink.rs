@@ -9,11 +9,22 @@
 //! between the sink's 2xx and the cursor write sends that batch again, so
 //! sinks deduplicate on (`node`, `seq`), which is unique.
 //!
-//! A failed push (transport error, timeout, non-2xx) is retried with
-//! exponential backoff ([`FIRST_BACKOFF`] doubling up to [`MAX_BACKOFF`]) at
-//! most `max_attempts` times; then the sink waits one interval and starts
-//! over from the same cursor. Records stay in the log meanwhile, so a sink
-//! outage delays delivery and loses nothing.
+//! A failed push (transport error, timeout, 5xx, or a 4xx that may pass
+//! later: 401, 403, 404, 408, 429, …) is retried with exponential backoff
+//! ([`FIRST_BACKOFF`] doubling up to [`MAX_BACKOFF`]) at most
+//! `max_attempts` times; then the sink waits one interval and starts over
+//! from the same cursor. Records stay in the log meanwhile, so a sink
+//! outage or a wrong token delays delivery and loses nothing.
+//!
+//! A batch the sink refuses for good (400, 413 or 422: it will refuse the
+//! same bytes again) is split in halves until the refused record is alone.
+//! That record is skipped: its seq, the status and the sink's reason are
+//! appended to `sink.rejected` in the log directory, counted in
+//! `gatemesh_usage_sink_rejected_records_total` and logged as an error; the
+//! record itself stays in the usage log (`GET /admin/usage`). Once
+//! `sink.rejected` holds [`MAX_REJECTED_FILE_BYTES`] the sink stops
+//! skipping and retries instead, so a sink that refuses everything cannot
+//! make the node skip everything.
 //!
 //! [`UsageRecord`]: mesh_core::billing::UsageRecord
 
@@ -32,6 +43,13 @@ pub const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// File name of the cursor in the log directory.
 pub const CURSOR_FILE: &str = "sink.cursor";
+/// File listing the records the sink refused for good (one line each).
+pub const REJECTED_FILE: &str = "sink.rejected";
+/// Size at which `sink.rejected` stops growing: ~100 bytes a line, so
+/// about 10,000 skipped records before the sink holds instead.
+pub const MAX_REJECTED_FILE_BYTES: u64 = 1 << 20;
+/// Most bytes of a refusal's body kept as its reason.
+const MAX_REASON_BYTES: usize = 200;
 
 /// Where and how to push.
 #[derive(Clone)]
@@ -83,6 +101,67 @@ pub fn write_cursor(dir: &Path, seq: u64) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// Appends one refused record's line to `sink.rejected`, durably; refuses
+/// when the file is full.
+pub fn write_rejected(dir: &Path, seq: u64, status: u16, reason: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = dir.join(REJECTED_FILE);
+    let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+    if size >= MAX_REJECTED_FILE_BYTES {
+        return Err(std::io::Error::other(format!(
+            "{} holds {size} bytes (at most {MAX_REJECTED_FILE_BYTES})",
+            path.display()
+        )));
+    }
+    let reason: String = reason
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
+    writeln!(file, "seq={seq} status={status} reason={reason:?}")?;
+    file.sync_all()
+}
+
+/// How one push ended.
+#[derive(Debug)]
+enum PushError {
+    /// May pass later (transport, timeout, 5xx, 401/403/404/408/429, …).
+    Retry(String),
+    /// The sink will refuse these bytes again (400, 413, 422).
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The start of the sink's answer.
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for PushError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Retry(error) => f.write_str(error),
+            Self::Refused { status, reason } => {
+                write!(f, "sink refused the batch: {status} {reason}")
+            }
+        }
+    }
+}
+
+/// What became of one batch.
+enum BatchOutcome {
+    /// Acknowledged.
+    Pushed,
+    /// Refused for good (see [`PushError::Refused`]).
+    Refused { status: u16, reason: String },
+    /// Every try failed for a reason that may pass.
+    Failed,
+    /// `stop` turned true.
+    Stopped,
+}
+
 /// Pushes records until `stop` turns true.
 pub async fn run(
     log: UsageLog,
@@ -99,12 +178,14 @@ pub async fn run(
     };
     let dir = log.dir().to_owned();
     let mut cursor = read_cursor(&dir);
+    // Halved while the sink refuses a batch for good, to find the record.
+    let mut batch_limit = options.batch_records.max(1);
     tracing::info!(url = %options.url, cursor, "usage sink started");
     loop {
         if *stop.borrow() {
             return;
         }
-        let batch = match next_batch(&log, cursor, options.batch_records).await {
+        let batch = match next_batch(&log, cursor, batch_limit).await {
             Ok(batch) => batch,
             Err(error) => {
                 tracing::warn!(%error, "usage sink: reading the log failed");
@@ -120,44 +201,110 @@ pub async fn run(
             continue;
         };
         let body = api::billing::json_lines(&batch);
-        let mut backoff = FIRST_BACKOFF;
-        let mut pushed = false;
-        for attempt in 1..=options.max_attempts.max(1) {
-            match push(&http, &options, body.clone()).await {
-                Ok(()) => {
-                    metrics.record_sink_push(true, batch.len());
-                    pushed = true;
-                    break;
-                }
-                Err(error) => {
-                    metrics.record_sink_push(false, 0);
-                    tracing::warn!(%error, attempt, records = batch.len(), "usage sink push failed");
-                    if attempt < options.max_attempts {
-                        tokio::select! {
-                            () = tokio::time::sleep(backoff) => {}
-                            _ = stop.changed() => return,
+        let skip_to = match push_batch(&http, &options, &metrics, body, batch.len(), &mut stop)
+            .await
+        {
+            BatchOutcome::Stopped => return,
+            BatchOutcome::Pushed => {
+                metrics.record_sink_push(true, batch.len());
+                batch_limit = options.batch_records.max(1);
+                Some(last)
+            }
+            BatchOutcome::Refused { status, reason } if batch.len() > 1 => {
+                tracing::warn!(status, %reason, records = batch.len(), "usage sink refused a batch; splitting it to find the record");
+                batch_limit = (batch.len() / 2).max(1);
+                None
+            }
+            BatchOutcome::Refused { status, reason } => {
+                let dir = dir.clone();
+                let line_reason = reason.clone();
+                let written = tokio::task::spawn_blocking(move || {
+                    write_rejected(&dir, last, status, &line_reason)
+                })
+                .await;
+                match written {
+                    Ok(Ok(())) => {
+                        metrics.record_sink_rejected();
+                        tracing::error!(seq = last, status, %reason, "usage sink refused a record for good; skipped it (still in the usage log, listed in sink.rejected)");
+                        batch_limit = options.batch_records.max(1);
+                        Some(last)
+                    }
+                    Ok(Err(error)) => {
+                        tracing::error!(seq = last, status, %reason, %error, "usage sink refused a record and it cannot be listed in sink.rejected; holding it");
+                        if stopped_during(options.interval, &mut stop).await {
+                            return;
                         }
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        None
+                    }
+                    Err(error) => {
+                        tracing::error!(seq = last, %error, "usage sink: listing a refused record failed; holding it");
+                        if stopped_during(options.interval, &mut stop).await {
+                            return;
+                        }
+                        None
                     }
                 }
             }
-        }
-        if pushed {
-            cursor = last;
+            BatchOutcome::Failed => {
+                if stopped_during(options.interval, &mut stop).await {
+                    return;
+                }
+                None
+            }
+        };
+        if let Some(seq) = skip_to {
+            cursor = seq;
             let dir = dir.clone();
-            let written = tokio::task::spawn_blocking(move || write_cursor(&dir, last)).await;
+            let written = tokio::task::spawn_blocking(move || write_cursor(&dir, seq)).await;
             if !matches!(written, Ok(Ok(()))) {
                 tracing::warn!(
                     "usage sink: cursor not saved; the batch may be pushed again after a restart"
                 );
             }
-        } else {
-            tokio::select! {
-                () = tokio::time::sleep(options.interval) => {}
-                _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Sleeps `interval`; true when `stop` changed meanwhile.
+async fn stopped_during(interval: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(interval) => false,
+        _ = stop.changed() => true,
+    }
+}
+
+/// Tries one batch up to `max_attempts` times with backoff; a refusal for
+/// good ends the tries at once.
+async fn push_batch(
+    http: &reqwest::Client,
+    options: &SinkOptions,
+    metrics: &UsageMetrics,
+    body: bytes::Bytes,
+    records: usize,
+    stop: &mut watch::Receiver<bool>,
+) -> BatchOutcome {
+    let mut backoff = FIRST_BACKOFF;
+    for attempt in 1..=options.max_attempts.max(1) {
+        match push(http, options, body.clone()).await {
+            Ok(()) => return BatchOutcome::Pushed,
+            Err(PushError::Refused { status, reason }) => {
+                metrics.record_sink_push(false, 0);
+                return BatchOutcome::Refused { status, reason };
+            }
+            Err(error @ PushError::Retry(_)) => {
+                metrics.record_sink_push(false, 0);
+                tracing::warn!(%error, attempt, records, "usage sink push failed");
+                if attempt < options.max_attempts {
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        _ = stop.changed() => return BatchOutcome::Stopped,
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
             }
         }
     }
+    BatchOutcome::Failed
 }
 
 async fn next_batch(
@@ -180,7 +327,7 @@ async fn push(
     http: &reqwest::Client,
     options: &SinkOptions,
     body: bytes::Bytes,
-) -> Result<(), String> {
+) -> Result<(), PushError> {
     let mut request = http
         .post(options.url.clone())
         .header("content-type", "application/x-ndjson")
@@ -188,12 +335,30 @@ async fn push(
     if let Some(token) = &options.token {
         request = request.bearer_auth(token);
     }
-    let response = request.send().await.map_err(|e| e.to_string())?;
-    if response.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!("sink answered {}", response.status()))
+    let response = request
+        .send()
+        .await
+        .map_err(|e| PushError::Retry(e.to_string()))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
     }
+    if matches!(status.as_u16(), 400 | 413 | 422) {
+        // The reason is the start of the body, read within the timeout.
+        let body = response.bytes().await.unwrap_or_default();
+        let mut end = body.len().min(MAX_REASON_BYTES);
+        let text = loop {
+            match std::str::from_utf8(&body[..end]) {
+                Ok(text) => break text,
+                Err(error) => end = error.valid_up_to(),
+            }
+        };
+        return Err(PushError::Refused {
+            status: status.as_u16(),
+            reason: text.trim().to_owned(),
+        });
+    }
+    Err(PushError::Retry(format!("sink answered {status}")))
 }
 
 #[cfg(test)]
@@ -295,5 +460,170 @@ mod tests {
         let text = metrics.encode();
         assert!(text.contains("gatemesh_usage_sink_batches_total{result=\"failed\"} 2"));
         assert!(text.contains("gatemesh_usage_sink_records_total 6"));
+    }
+
+    /// A sink answering each batch with `answer(seqs in it, request number)`
+    /// and keeping the seqs of the batches it answers 200.
+    async fn judging_sink(
+        answer: impl Fn(&[u64], usize) -> u16 + Clone + Send + Sync + 'static,
+    ) -> (url::Url, Arc<Mutex<(usize, Vec<u64>)>>) {
+        let state = Arc::new(Mutex::new((0, Vec::new())));
+        let shared = state.clone();
+        let app = axum::Router::new().route(
+            "/usage",
+            post(move |body: String| {
+                let shared = shared.clone();
+                let answer = answer.clone();
+                async move {
+                    let seqs: Vec<u64> = body
+                        .lines()
+                        .map(|line| serde_json::from_str::<UsageRecord>(line).unwrap().seq)
+                        .collect();
+                    let mut state = shared.lock().unwrap();
+                    let status = answer(&seqs, state.0);
+                    state.0 += 1;
+                    if status == 200 {
+                        state.1.extend(seqs);
+                    }
+                    (
+                        axum::http::StatusCode::from_u16(status).unwrap(),
+                        "record 3 has a field\nwe do not take",
+                    )
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{addr}/usage").parse().unwrap(), state)
+    }
+
+    /// A log in a fresh directory holding records 1..=`count`.
+    async fn log_with(count: u64) -> (tempfile::TempDir, UsageLog, api::Metrics) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = api::Metrics::new();
+        let log = UsageLog::open(
+            UsageLogOptions {
+                dir: dir.path().to_owned(),
+                segment_max_bytes: 1 << 20,
+                queue_capacity: 64,
+                max_batch_records: 64,
+            },
+            metrics.usage().clone(),
+        )
+        .unwrap();
+        for i in 1..=count {
+            log.append(record(i)).await.unwrap();
+        }
+        (dir, log, metrics)
+    }
+
+    fn options(url: url::Url) -> SinkOptions {
+        SinkOptions {
+            url,
+            token: None,
+            batch_records: 4,
+            interval: Duration::from_millis(20),
+            timeout: Duration::from_secs(2),
+            max_attempts: 3,
+        }
+    }
+
+    /// Runs the sink until the cursor reaches `seq` (bounded wait).
+    async fn push_until(
+        log: &UsageLog,
+        dir: &Path,
+        url: url::Url,
+        metrics: &api::Metrics,
+        seq: u64,
+    ) {
+        let (stop_tx, stop) = watch::channel(false);
+        let task = tokio::spawn(run(
+            log.clone(),
+            options(url),
+            metrics.usage().clone(),
+            stop,
+        ));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while read_cursor(dir) < seq {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "cursor stuck at {}",
+                read_cursor(dir)
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = stop_tx.send(true);
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_record_the_sink_refuses_for_good_is_found_listed_and_skipped() {
+        let (dir, log, metrics) = log_with(6).await;
+        // The sink refuses every batch holding record 3 with a 400.
+        let (url, received) =
+            judging_sink(|seqs, _| if seqs.contains(&3) { 400 } else { 200 }).await;
+        push_until(&log, dir.path(), url, &metrics, 6).await;
+        let mut got = received.lock().unwrap().1.clone();
+        got.sort_unstable();
+        assert_eq!(got, vec![1, 2, 4, 5, 6], "every other record delivered");
+        let listed = std::fs::read_to_string(dir.path().join(REJECTED_FILE)).unwrap();
+        assert_eq!(listed.lines().count(), 1, "{listed}");
+        assert!(
+            listed.starts_with("seq=3 status=400 reason=\"record 3 has a field we do not take\""),
+            "{listed}"
+        );
+        let text = metrics.encode();
+        assert!(
+            text.contains("gatemesh_usage_sink_rejected_records_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gatemesh_usage_sink_records_total 5"),
+            "{text}"
+        );
+        // The refused record is still in the log.
+        let kept = log
+            .read(&UsageFilter {
+                after_seq: Some(2),
+                limit: Some(1),
+                ..UsageFilter::default()
+            })
+            .unwrap();
+        assert_eq!(kept[0].seq, 3);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_token_holds_records_instead_of_skipping_them() {
+        let (dir, log, metrics) = log_with(3).await;
+        // 401 for the first five requests (two rounds), then accepted.
+        let (url, received) = judging_sink(|_, n| if n < 5 { 401 } else { 200 }).await;
+        push_until(&log, dir.path(), url, &metrics, 3).await;
+        assert_eq!(received.lock().unwrap().1, vec![1, 2, 3]);
+        assert!(!dir.path().join(REJECTED_FILE).exists());
+        assert!(
+            metrics
+                .encode()
+                .contains("gatemesh_usage_sink_rejected_records_total 0")
+        );
+    }
+
+    #[test]
+    fn the_rejected_list_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(REJECTED_FILE),
+            vec![b'x'; MAX_REJECTED_FILE_BYTES as usize],
+        )
+        .unwrap();
+        let error = write_rejected(dir.path(), 9, 400, "no").unwrap_err();
+        assert!(error.to_string().contains("at most"), "{error}");
+        let fresh = tempfile::tempdir().unwrap();
+        write_rejected(fresh.path(), 9, 422, "bad\u{7}field").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(fresh.path().join(REJECTED_FILE)).unwrap(),
+            "seq=9 status=422 reason=\"bad field\"\n"
+        );
     }
 }
