@@ -45,6 +45,14 @@ async fn lab(spec: LabSpec) -> anyhow::Result<Lab> {
     Ok(lab)
 }
 
+/// Forwarded jobs run by the lab's nodes, summed.
+fn forwards_served(lab: &Lab) -> u64 {
+    lab.running()
+        .into_iter()
+        .map(|i| lab.mesh(i).stats().forwards_served_total)
+        .sum()
+}
+
 fn region_of(lab: &Lab, orchestrator: &str) -> Option<usize> {
     lab.orchestrator_urls()
         .into_iter()
@@ -204,11 +212,7 @@ async fn a_job_is_forwarded_to_another_region_when_none_of_its_orchestrators_is_
         served_by != 0 && region == lab.spec().regions[served_by],
         "forwarded job: run by region {region}, orchestrator of region {served_by}"
     );
-    let served: u64 = lab
-        .running()
-        .into_iter()
-        .map(|i| lab.mesh(i).stats().forwards_served_total)
-        .sum();
+    let served = forwards_served(&lab);
     ensure!(served >= 1, "no node ran a forwarded job");
     let images = check_images(&answer.body, 1)?;
     let png = lab.client().get(&images[0]).send().await?.bytes().await?;
@@ -342,11 +346,7 @@ async fn a_forwarded_job_keeps_its_callers_tier_and_so_its_orchestrator_pool() -
             "premium job {n}: 200 on the pool's {orchestrator}, x-gatemesh-region {region:?}"
         );
     }
-    let served: u64 = lab
-        .running()
-        .into_iter()
-        .map(|i| lab.mesh(i).stats().forwards_served_total)
-        .sum();
+    let served = forwards_served(&lab);
     ensure!(served >= 4, "{served} forwarded jobs run, 4 expected");
     lab.shutdown().await;
     Ok(())

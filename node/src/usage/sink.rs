@@ -375,53 +375,11 @@ mod tests {
         crate::usage::log::tests::record(id as usize)
     }
 
-    /// A sink that fails its first `fail` requests, then keeps what it gets.
-    async fn sink(fail: usize) -> (url::Url, Arc<Mutex<(usize, Vec<u64>)>>) {
-        let state = Arc::new(Mutex::new((fail, Vec::new())));
-        let shared = state.clone();
-        let app = axum::Router::new().route(
-            "/usage",
-            post(move |body: String| {
-                let shared = shared.clone();
-                async move {
-                    let mut state = shared.lock().unwrap();
-                    if state.0 > 0 {
-                        state.0 -= 1;
-                        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
-                    }
-                    for line in body.lines() {
-                        let record: UsageRecord = serde_json::from_str(line).unwrap();
-                        state.1.push(record.seq);
-                    }
-                    axum::http::StatusCode::OK
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (format!("http://{addr}/usage").parse().unwrap(), state)
-    }
-
     #[tokio::test]
     async fn pushes_at_least_once_across_failures_and_restarts() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = tempfile::tempdir().unwrap();
-        let metrics = api::Metrics::new();
-        let log = UsageLog::open(
-            UsageLogOptions {
-                dir: dir.path().to_owned(),
-                segment_max_bytes: 1 << 20,
-                queue_capacity: 64,
-                max_batch_records: 64,
-            },
-            metrics.usage().clone(),
-        )
-        .unwrap();
-        for i in 1..=5 {
-            log.append(record(i)).await.unwrap();
-        }
-        let (url, received) = sink(2).await;
+        let (dir, log, metrics) = log_with(5).await;
+        // 503 twice, then every batch is kept.
+        let (url, received) = judging_sink(|_, n| if n < 2 { 503 } else { 200 }).await;
         let options = SinkOptions {
             url,
             token: None,
