@@ -10,7 +10,9 @@
 //!    this region* ÷ reliability × load factor × price factor × GPU factor.
 //!    Latency comes from this region's observations; without them, from
 //!    another region's job latency corrected by probe round trips; without
-//!    those, a prior (median of the known ones × a penalty). Other regions'
+//!    those, from the service time of the same GPU (measured here, else
+//!    elsewhere) plus our probe round trip; without that, a prior (median
+//!    of the known ones × a penalty). Other regions'
 //!    outcomes count as health evidence (reliability), never as latency.
 //! 3. **Tier**: warm and observed from here; warm, seen only from other
 //!    regions; warm but unreliable; cold (only if allowed). Failover walks
@@ -246,6 +248,13 @@ pub enum LatencySource {
     /// The service time this region observes on orchestrators with the
     /// same GPU, plus our probe round trip to this one.
     SameGpu,
+    /// No orchestrator with this GPU is measured from here: the service
+    /// time other regions observe on ones with the same GPU (their job
+    /// latency minus their probe round trip), plus our probe round trip. A
+    /// GPU's speed does not depend on who calls it; without this, the only
+    /// GPU of its kind in a region kept the prior (median × 1.5) and, being
+    /// outside the exploration band, was never tried.
+    SameGpuElsewhere,
     /// Nothing usable: the prior.
     Prior,
 }
@@ -845,16 +854,43 @@ fn estimate_unknown_latencies(
         })
         .collect();
     let prior = prior_latency(&mut known, config);
+    // Service times other regions see, by GPU: built on first need.
+    let mut elsewhere: Option<Vec<(&str, f64)>> = None;
     for s in scored.iter_mut().filter(|s| s.latency_ms.is_nan()) {
         let offer = &offers[s.offer as usize];
         (s.latency_ms, s.latency_source) = match local_idx.and_then(|r| probe_adjusted(offer, r)) {
             Some(l) => (l, LatencySource::ProbeAdjusted),
             None => match same_gpu(offer, local_idx, &by_gpu) {
                 Some(l) => (l, LatencySource::SameGpu),
-                None => (prior, LatencySource::Prior),
+                None => {
+                    let by_gpu_elsewhere = elsewhere
+                        .get_or_insert_with(|| service_by_gpu_elsewhere(offers, local_idx));
+                    match same_gpu(offer, local_idx, by_gpu_elsewhere) {
+                        Some(l) => (l, LatencySource::SameGpuElsewhere),
+                        None => (prior, LatencySource::Prior),
+                    }
+                }
             },
         };
     }
+}
+
+/// (GPU, service time) for every offer measured by a region other than
+/// `local_idx`: that region's job latency minus its probe round trip.
+fn service_by_gpu_elsewhere(offers: &[Offer], local_idx: Option<usize>) -> Vec<(&str, f64)> {
+    let mut found = Vec::new();
+    for offer in offers {
+        let Some(gpu) = offer.gpus_lower.first() else {
+            continue;
+        };
+        for (r, l) in offer.by_region.iter().enumerate() {
+            if Some(r) != local_idx && l.samples > 0.0 && l.latency_ms > 0.0 && l.probe_rtt_ms > 0.0
+            {
+                found.push((gpu.as_str(), (l.latency_ms - l.probe_rtt_ms).max(0.0)));
+            }
+        }
+    }
+    found
 }
 
 enum Filtered {

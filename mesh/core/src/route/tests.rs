@@ -649,3 +649,42 @@ fn forwarding_tries_first_the_region_whose_own_orchestrators_serve_best() {
         "sin's own capacity is better evidence than lax's, whatever the names"
     );
 }
+
+#[test]
+fn the_only_gpu_of_its_kind_here_is_estimated_from_other_regions() {
+    let mut w = World::default();
+    let gpu = |name: &str| OfferSpec {
+        gpu: Some(name.into()),
+        ..OfferSpec::warm(Pipeline::Llm, MODEL)
+    };
+    // fra measures two A100s at ~420 ms; its only 4090 (orch 3) was never
+    // used from anywhere. lax measures its own 4090 (orch 4): 480 ms of
+    // which 150 ms is the round trip, so 330 ms of service.
+    for o in [1, 2] {
+        w.offer(o, "fra", gpu("NVIDIA A100"))
+            .latency(o, "fra", 420, 20)
+            .probe(o, "fra", 2);
+    }
+    w.offer(3, "fra", gpu("NVIDIA GeForce RTX 4090"))
+        .probe(3, "fra", 2);
+    w.offer(4, "lax", gpu("NVIDIA GeForce RTX 4090"))
+        .latency(4, "lax", 480, 20)
+        .probe(4, "lax", 150);
+    let plan = pick(&job(), &w.snapshot(), &local("fra"), &mut rng());
+    let new = plan
+        .attempts
+        .iter()
+        .find(|c| c.orchestrator == orch(3))
+        .unwrap();
+    assert_eq!(
+        new.components.latency_source,
+        LatencySource::SameGpuElsewhere
+    );
+    assert!(
+        (new.expected_latency_ms - 332.0).abs() < 1e-9,
+        "330 ms service seen by lax + 2 ms from here: {plan}"
+    );
+    // It is the best here, not behind the A100s as the prior (630 ms)
+    // would put it, outside the exploration band.
+    assert_eq!(first(&plan), Some(&orch(3)), "{plan}");
+}
