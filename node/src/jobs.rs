@@ -517,7 +517,14 @@ impl Executor {
                 .client
                 .fetch_media(&source, limits.max_object_bytes, timeout)
                 .await
-                .map_err(AttemptError::Orchestrator)?;
+                // A result we could not download is a bad answer, not an
+                // unreachable orchestrator: the job itself went through.
+                .map_err(|error| {
+                    AttemptError::BadResult(format!(
+                        "fetching the result {source:?}: {}",
+                        fetch_failure(&error)
+                    ))
+                })?;
             let id = self.inner.media.insert(content_type, bytes);
             *url = serde_json::Value::String(format!("{}/media/{id}", context.public_base_url));
         }
@@ -626,6 +633,19 @@ fn exhausted(attempts: u32, failures: &[String]) -> JobError {
 
 /// Finds string values under keys named `url` that point at media
 /// (`http(s)://` or `data:`), depth-first, bounded in depth.
+/// Why a result download failed, in words about the result's host (the
+/// client's errors speak of "the orchestrator", which a result URL may not
+/// be).
+fn fetch_failure(error: &livepeer::OrchestratorError) -> String {
+    use livepeer::OrchestratorError as E;
+    match error {
+        E::Connect(detail) => format!("cannot connect: {detail}"),
+        E::ConnectTimeout(detail) => format!("cannot connect: connect timed out: {detail}"),
+        E::Http { status, body } => format!("answered {status}: {body}"),
+        other => other.to_string(),
+    }
+}
+
 /// The lower-case host of a URL (an IPv6 address in brackets).
 fn url_host(url: &str) -> Option<String> {
     url::Url::parse(url)

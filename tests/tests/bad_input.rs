@@ -438,3 +438,48 @@ async fn a_result_on_another_host_is_not_fetched() -> anyhow::Result<()> {
     gateway.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_result_that_cannot_be_downloaded_is_a_bad_answer_named_as_such() -> anyhow::Result<()> {
+    // The result is on the orchestrator's own host, at a port nobody
+    // listens on: the job went through, its result did not.
+    let good = text_to_image_orchestrator().await?;
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let model = "hostile/lost-result";
+    let jobs = HostileOrchestrator::jobs(JobReply::ImageAt(format!(
+        "https://127.0.0.1:{closed_port}/stream/x.png"
+    )))
+    .await?;
+    let info = HostileOrchestrator::info(InfoReply::Advertise {
+        transcoder: jobs.url().to_owned(),
+        pipeline: Pipeline::TextToImage,
+        model: model.to_owned(),
+    })
+    .await?;
+    let gateway = Gateway::start_ready(vec![good.url().to_owned(), info.url().to_owned()]).await?;
+    gateway
+        .wait_capable_model(Pipeline::TextToImage, model, 1)
+        .await?;
+    let response = gateway
+        .post_json(
+            "/text-to-image",
+            &json!({"prompt": "a cat", "model_id": model}),
+        )
+        .send()
+        .await?;
+    let answer = expect_error(response, 503, "attempts_exhausted").await?;
+    let text = String::from_utf8_lossy(&answer.raw);
+    ensure!(
+        text.contains("fetching the result") && text.contains(&closed_port.to_string()),
+        "the error does not say the result could not be fetched: {text}"
+    );
+    ensure!(
+        !text.contains("cannot connect to the orchestrator"),
+        "blamed on reaching the orchestrator: {text}"
+    );
+    still_serving(&gateway).await?;
+    gateway.shutdown().await;
+    Ok(())
+}
