@@ -438,16 +438,10 @@ impl Executor {
             .await
             .map_err(AttemptError::Orchestrator)?;
         let prepared = match response {
-            AiResponse::Json(body) => {
-                // Results live on the orchestrator that made them: the host
-                // we queried or the service URI it answered with.
-                let origin_hosts: Vec<String> =
-                    [orchestrator.as_str(), session.transcoder.as_str()]
-                        .into_iter()
-                        .filter_map(url_host)
-                        .collect();
-                Prepared::Json(self.rehost_media(body, &origin_hosts, context).await?)
-            }
+            AiResponse::Json(body) => Prepared::Json(
+                self.rehost_media(body, [orchestrator.as_str(), &session.transcoder], context)
+                    .await?,
+            ),
             AiResponse::Stream(mut stream) => {
                 // Retry stays possible until the first chunk: wait for it here.
                 match stream.next().await {
@@ -484,10 +478,13 @@ impl Executor {
 
     /// Downloads every media URL in the response into the gateway's store and
     /// rewrites it to the gateway's own URL.
+    /// Downloads the media a JSON result points at and re-hosts it here.
+    /// `origin` is where the result came from (the address we queried and
+    /// the service URI the orchestrator answered with): results live there.
     async fn rehost_media(
         &self,
         body: Bytes,
-        origin_hosts: &[String],
+        origin: [&str; 2],
         context: &RequestContext,
     ) -> Result<Bytes, AttemptError> {
         let Ok(mut document) = serde_json::from_slice::<serde_json::Value>(&body) else {
@@ -500,13 +497,14 @@ impl Executor {
         if urls.is_empty() {
             return Ok(body);
         }
+        let origin_hosts: Vec<String> = origin.into_iter().filter_map(url_host).collect();
         let limits = &self.inner.media_limits;
         let timeout = Duration::from_millis(limits.fetch_timeout_ms);
         for url in urls.into_iter().take(MAX_MEDIA_PER_RESPONSE) {
             let Some(source) = url.as_str().map(str::to_owned) else {
                 continue;
             };
-            if !limits.fetch_from_other_hosts && !media_url_allowed(&source, origin_hosts) {
+            if !limits.fetch_from_other_hosts && !media_url_allowed(&source, &origin_hosts) {
                 return Err(AttemptError::BadResult(format!(
                     "result URL {source:?} is not on the orchestrator's host ({}); not fetched ([media] fetch_from_other_hosts allows it)",
                     origin_hosts.join(", ")
@@ -631,8 +629,6 @@ fn exhausted(attempts: u32, failures: &[String]) -> JobError {
     }
 }
 
-/// Finds string values under keys named `url` that point at media
-/// (`http(s)://` or `data:`), depth-first, bounded in depth.
 /// Why a result download failed, in words about the result's host (the
 /// client's errors speak of "the orchestrator", which a result URL may not
 /// be).
@@ -646,12 +642,10 @@ fn fetch_failure(error: &livepeer::OrchestratorError) -> String {
     }
 }
 
-/// The lower-case host of a URL (an IPv6 address in brackets).
+/// The host of a URL, lower-case for `http(s)` (the `url` crate
+/// normalizes it; an IPv6 address in brackets).
 fn url_host(url: &str) -> Option<String> {
-    url::Url::parse(url)
-        .ok()?
-        .host_str()
-        .map(str::to_ascii_lowercase)
+    url::Url::parse(url).ok()?.host_str().map(str::to_owned)
 }
 
 /// Whether a result at `url` may be downloaded when results must come from
@@ -664,6 +658,8 @@ fn media_url_allowed(url: &str, origin_hosts: &[String]) -> bool {
     url_host(url).is_some_and(|host| origin_hosts.contains(&host))
 }
 
+/// Finds string values under keys named `url` that point at media
+/// (`http(s)://` or `data:`), depth-first, bounded in depth.
 fn collect_media_urls<'a>(
     value: &'a mut serde_json::Value,
     depth: usize,

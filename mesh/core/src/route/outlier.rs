@@ -1,9 +1,10 @@
 //! Outlier ejection: when one node's failures should take an orchestrator out
 //! of rotation (on every node, once gossiped), and for how long. One
-//! exception to "every node": an ejection whose failure was a connect
-//! timeout (`ErrorClass::ConnectTimeout`) binds only the ejecting node's
-//! region, because a cut path between two regions looks exactly like a
-//! dead host from one side (see `ViewSnapshot`'s summaries).
+//! exception to "every node": an ejection whose failure was a timeout (no
+//! connection or no answer in time, `ErrorClass::is_path_local`) binds only
+//! the ejecting node's region, because a cut or slow path between two
+//! regions looks exactly like a dead host from one side (see
+//! `ViewSnapshot`'s summaries).
 
 use crate::view::{ErrorClass, ObservationRecord};
 
