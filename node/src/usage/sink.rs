@@ -125,37 +125,31 @@ pub fn write_rejected(dir: &Path, seq: u64, status: u16, reason: &str) -> std::i
     file.sync_all()
 }
 
-/// How one push ended.
+/// The sink's answer when it will refuse the same bytes again (400, 413,
+/// 422).
+#[derive(Debug)]
+struct Refusal {
+    /// The HTTP status.
+    status: u16,
+    /// The start of the sink's answer.
+    reason: String,
+}
+
+/// How one push failed.
 #[derive(Debug)]
 enum PushError {
     /// May pass later (transport, timeout, 5xx, 401/403/404/408/429, …).
     Retry(String),
-    /// The sink will refuse these bytes again (400, 413, 422).
-    Refused {
-        /// The HTTP status.
-        status: u16,
-        /// The start of the sink's answer.
-        reason: String,
-    },
-}
-
-impl std::fmt::Display for PushError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Retry(error) => f.write_str(error),
-            Self::Refused { status, reason } => {
-                write!(f, "sink refused the batch: {status} {reason}")
-            }
-        }
-    }
+    /// Will not pass.
+    Refused(Refusal),
 }
 
 /// What became of one batch.
 enum BatchOutcome {
     /// Acknowledged.
     Pushed,
-    /// Refused for good (see [`PushError::Refused`]).
-    Refused { status: u16, reason: String },
+    /// Refused for good.
+    Refused(Refusal),
     /// Every try failed for a reason that may pass.
     Failed,
     /// `stop` turned true.
@@ -178,8 +172,9 @@ pub async fn run(
     };
     let dir = log.dir().to_owned();
     let mut cursor = read_cursor(&dir);
+    let full_batch = options.batch_records.max(1);
     // Halved while the sink refuses a batch for good, to find the record.
-    let mut batch_limit = options.batch_records.max(1);
+    let mut batch_limit = full_batch;
     tracing::info!(url = %options.url, cursor, "usage sink started");
     loop {
         if *stop.borrow() {
@@ -207,44 +202,29 @@ pub async fn run(
             BatchOutcome::Stopped => return,
             BatchOutcome::Pushed => {
                 metrics.record_sink_push(true, batch.len());
-                batch_limit = options.batch_records.max(1);
+                batch_limit = full_batch;
                 Some(last)
             }
-            BatchOutcome::Refused { status, reason } if batch.len() > 1 => {
+            BatchOutcome::Refused(Refusal { status, reason }) if batch.len() > 1 => {
                 tracing::warn!(status, %reason, records = batch.len(), "usage sink refused a batch; splitting it to find the record");
                 batch_limit = (batch.len() / 2).max(1);
                 None
             }
-            BatchOutcome::Refused { status, reason } => {
-                let dir = dir.clone();
-                let line_reason = reason.clone();
-                let written = tokio::task::spawn_blocking(move || {
-                    write_rejected(&dir, last, status, &line_reason)
-                })
-                .await;
-                match written {
-                    Ok(Ok(())) => {
-                        metrics.record_sink_rejected();
-                        tracing::error!(seq = last, status, %reason, "usage sink refused a record for good; skipped it (still in the usage log, listed in sink.rejected)");
-                        batch_limit = options.batch_records.max(1);
-                        Some(last)
-                    }
-                    Ok(Err(error)) => {
-                        tracing::error!(seq = last, status, %reason, %error, "usage sink refused a record and it cannot be listed in sink.rejected; holding it");
-                        if stopped_during(options.interval, &mut stop).await {
-                            return;
-                        }
-                        None
-                    }
-                    Err(error) => {
-                        tracing::error!(seq = last, %error, "usage sink: listing a refused record failed; holding it");
-                        if stopped_during(options.interval, &mut stop).await {
-                            return;
-                        }
-                        None
-                    }
+            BatchOutcome::Refused(refusal) => match list_rejected(&dir, last, &refusal).await {
+                Ok(()) => {
+                    metrics.record_sink_rejected();
+                    tracing::error!(seq = last, status = refusal.status, reason = %refusal.reason, "usage sink refused a record for good; skipped it (still in the usage log, listed in sink.rejected)");
+                    batch_limit = full_batch;
+                    Some(last)
                 }
-            }
+                Err(error) => {
+                    tracing::error!(seq = last, status = refusal.status, reason = %refusal.reason, %error, "usage sink refused a record and it cannot be listed in sink.rejected; holding it");
+                    if stopped_during(options.interval, &mut stop).await {
+                        return;
+                    }
+                    None
+                }
+            },
             BatchOutcome::Failed => {
                 if stopped_during(options.interval, &mut stop).await {
                     return;
@@ -262,6 +242,15 @@ pub async fn run(
                 );
             }
         }
+    }
+}
+
+/// [`write_rejected`] off the async runtime.
+async fn list_rejected(dir: &Path, seq: u64, refusal: &Refusal) -> Result<(), String> {
+    let (dir, status, reason) = (dir.to_owned(), refusal.status, refusal.reason.clone());
+    match tokio::task::spawn_blocking(move || write_rejected(&dir, seq, status, &reason)).await {
+        Ok(written) => written.map_err(|e| e.to_string()),
+        Err(error) => Err(error.to_string()),
     }
 }
 
@@ -287,11 +276,11 @@ async fn push_batch(
     for attempt in 1..=options.max_attempts.max(1) {
         match push(http, options, body.clone()).await {
             Ok(()) => return BatchOutcome::Pushed,
-            Err(PushError::Refused { status, reason }) => {
+            Err(PushError::Refused(refusal)) => {
                 metrics.record_sink_push(false, 0);
-                return BatchOutcome::Refused { status, reason };
+                return BatchOutcome::Refused(refusal);
             }
-            Err(error @ PushError::Retry(_)) => {
+            Err(PushError::Retry(error)) => {
                 metrics.record_sink_push(false, 0);
                 tracing::warn!(%error, attempt, records, "usage sink push failed");
                 if attempt < options.max_attempts {
@@ -353,10 +342,10 @@ async fn push(
                 Err(error) => end = error.valid_up_to(),
             }
         };
-        return Err(PushError::Refused {
+        return Err(PushError::Refused(Refusal {
             status: status.as_u16(),
             reason: text.trim().to_owned(),
-        });
+        }));
     }
     Err(PushError::Retry(format!("sink answered {status}")))
 }
