@@ -94,6 +94,34 @@ impl<G> Ord for Scheduled<G> {
     }
 }
 
+/// Pairs of regions between which nothing passes.
+#[derive(Debug, Default)]
+struct Partitions(Vec<(RegionIdx, RegionIdx)>);
+
+impl Partitions {
+    fn cut(&self, a: RegionIdx, b: RegionIdx) -> bool {
+        self.0
+            .iter()
+            .any(|&(x, y)| (x, y) == (a, b) || (x, y) == (b, a))
+    }
+
+    fn cut_off(&mut self, a: RegionIdx, b: RegionIdx) {
+        if !self.cut(a, b) {
+            self.0.push((a, b));
+        }
+    }
+
+    fn heal(&mut self, a: RegionIdx, b: RegionIdx) {
+        self.0
+            .retain(|&(x, y)| (x, y) != (a, b) && (x, y) != (b, a));
+    }
+
+    /// Per region (of `regions`), whether `from` can reach it now.
+    fn reachable_from(&self, from: RegionIdx, regions: usize) -> Vec<bool> {
+        (0..regions).map(|to| !self.cut(from, to)).collect()
+    }
+}
+
 struct OrchState {
     up: bool,
     slowdown: f64,
@@ -138,7 +166,7 @@ pub struct Engine<'p, P: RoutingPolicy> {
     queue: BinaryHeap<Scheduled<P::Gossip>>,
     orchs: Vec<OrchState>,
     nodes: Vec<NodeState>,
-    partitions: Vec<(RegionIdx, RegionIdx)>,
+    partitions: Partitions,
     jobs: Vec<Job>,
     attempts: Vec<Attempt>,
     arrival_rng: SimRng,
@@ -207,7 +235,7 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
             queue: BinaryHeap::new(),
             orchs,
             nodes,
-            partitions: Vec::new(),
+            partitions: Partitions::default(),
             jobs: Vec::new(),
             attempts: Vec::new(),
             arrival_rng: SimRng::new(seed, 1),
@@ -476,9 +504,7 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
     }
 
     fn partitioned(&self, a: RegionIdx, b: RegionIdx) -> bool {
-        self.partitions
-            .iter()
-            .any(|&(x, y)| (x, y) == (a, b) || (x, y) == (b, a))
+        self.partitions.cut(a, b)
     }
 
     /// Whether `orch` could take a job from `node` right now, and its true
@@ -525,7 +551,7 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
             .map(|o| o.price_wei_per_unit)
             .collect();
         let mut slowdown = vec![1.0; orchs];
-        let mut partitions: Vec<(RegionIdx, RegionIdx)> = Vec::new();
+        let mut partitions = Partitions::default();
         let mut next_fault = 0;
         // Picks are in time order, so for one (region, orchestrator) the
         // arrival instants are too: one cursor each into the availability
@@ -539,23 +565,15 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
                 match fault.action {
                     FaultAction::OrchSlowdown(o, factor) => slowdown[o] = factor,
                     FaultAction::OrchPrice(o, p) => price[o] = p,
-                    FaultAction::Partition(a, b) => partitions.push((a, b)),
-                    FaultAction::Heal(a, b) => {
-                        partitions.retain(|&(x, y)| (x, y) != (a, b) && (x, y) != (b, a));
-                    }
+                    FaultAction::Partition(a, b) => partitions.cut_off(a, b),
+                    FaultAction::Heal(a, b) => partitions.heal(a, b),
                     _ => {}
                 }
                 next_fault += 1;
             }
             let node = pick.node as usize;
             let region = topo.nodes[node].region;
-            let reachable: Vec<bool> = (0..regions)
-                .map(|home| {
-                    !partitions
-                        .iter()
-                        .any(|&(x, y)| (x, y) == (region, home) || (x, y) == (home, region))
-                })
-                .collect();
+            let reachable = partitions.reachable_from(region, regions);
             let mut best = f64::INFINITY;
             let mut chosen = (false, 0.0);
             for o in 0..orchs {
@@ -591,9 +609,7 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
     fn record_pick(&mut self, node: NodeIdx, orch: OrchIdx) {
         let topo = &self.plan.config.topology;
         let region = topo.nodes[node].region;
-        let reachable: Vec<bool> = (0..topo.regions.len())
-            .map(|home| home == region || !self.partitioned(region, home))
-            .collect();
+        let reachable = self.partitions.reachable_from(region, topo.regions.len());
         let mut best = f64::INFINITY;
         let mut chosen = (false, 0.0);
         for o in 0..self.orchs.len() {
@@ -925,15 +941,8 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
             }
             FaultAction::OrchSlowdown(orch, factor) => self.orchs[orch].slowdown = factor,
             FaultAction::OrchPrice(orch, price) => self.orchs[orch].price_wei_per_unit = price,
-            FaultAction::Partition(a, b) => {
-                if !self.partitioned(a, b) {
-                    self.partitions.push((a, b));
-                }
-            }
-            FaultAction::Heal(a, b) => {
-                self.partitions
-                    .retain(|&(x, y)| (x, y) != (a, b) && (x, y) != (b, a));
-            }
+            FaultAction::Partition(a, b) => self.partitions.cut_off(a, b),
+            FaultAction::Heal(a, b) => self.partitions.heal(a, b),
             FaultAction::NodeCrash(node) => {
                 let n = &mut self.nodes[node];
                 n.up = false;
