@@ -389,19 +389,17 @@ async fn garbage_job_answers_get_503_and_are_survived() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn a_result_on_another_host_is_not_fetched() -> anyhow::Result<()> {
-    // An orchestrator answers with an image "at" another loopback address,
-    // standing in for cloud metadata or the private network: the gateway
-    // must not connect there, and the client must not get those bytes.
+/// One text-to-image job for `model`, served only by a fake orchestrator
+/// whose answer puts the image at `image_url`, beside a good orchestrator
+/// for other models. The job must fail with 503 `attempts_exhausted`, after
+/// which the node must still serve; the error text and the fake's job server
+/// (for its call count) are returned.
+async fn job_with_image_at(
+    model: &str,
+    image_url: String,
+) -> anyhow::Result<(String, HostileOrchestrator)> {
     let good = text_to_image_orchestrator().await?;
-    let bystander = Bystander::start(Ipv4Addr::new(127, 0, 0, 2)).await?;
-    let model = "hostile/elsewhere";
-    let jobs = HostileOrchestrator::jobs(JobReply::ImageAt(format!(
-        "{}/latest/meta-data/secret.png",
-        bystander.url()
-    )))
-    .await?;
+    let jobs = HostileOrchestrator::jobs(JobReply::ImageAt(image_url)).await?;
     let info = HostileOrchestrator::info(InfoReply::Advertise {
         transcoder: jobs.url().to_owned(),
         pipeline: Pipeline::TextToImage,
@@ -420,7 +418,22 @@ async fn a_result_on_another_host_is_not_fetched() -> anyhow::Result<()> {
         .send()
         .await?;
     let answer = expect_error(response, 503, "attempts_exhausted").await?;
-    let text = String::from_utf8_lossy(&answer.raw);
+    still_serving(&gateway).await?;
+    gateway.shutdown().await;
+    Ok((String::from_utf8_lossy(&answer.raw).into_owned(), jobs))
+}
+
+#[tokio::test]
+async fn a_result_on_another_host_is_not_fetched() -> anyhow::Result<()> {
+    // An orchestrator answers with an image "at" another loopback address,
+    // standing in for cloud metadata or the private network: the gateway
+    // must not connect there, and the client must not get those bytes.
+    let bystander = Bystander::start(Ipv4Addr::new(127, 0, 0, 2)).await?;
+    let (text, jobs) = job_with_image_at(
+        "hostile/elsewhere",
+        format!("{}/latest/meta-data/secret.png", bystander.url()),
+    )
+    .await?;
     ensure!(
         text.contains("not on the orchestrator's host"),
         "the error does not say why: {text}"
@@ -434,8 +447,6 @@ async fn a_result_on_another_host_is_not_fetched() -> anyhow::Result<()> {
         "the gateway connected to the other host {} time(s)",
         bystander.connections()
     );
-    still_serving(&gateway).await?;
-    gateway.shutdown().await;
     Ok(())
 }
 
@@ -443,34 +454,14 @@ async fn a_result_on_another_host_is_not_fetched() -> anyhow::Result<()> {
 async fn a_result_that_cannot_be_downloaded_is_a_bad_answer_named_as_such() -> anyhow::Result<()> {
     // The result is on the orchestrator's own host, at a port nobody
     // listens on: the job went through, its result did not.
-    let good = text_to_image_orchestrator().await?;
     let closed_port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let model = "hostile/lost-result";
-    let jobs = HostileOrchestrator::jobs(JobReply::ImageAt(format!(
-        "https://127.0.0.1:{closed_port}/stream/x.png"
-    )))
+    let (text, _) = job_with_image_at(
+        "hostile/lost-result",
+        format!("https://127.0.0.1:{closed_port}/stream/x.png"),
+    )
     .await?;
-    let info = HostileOrchestrator::info(InfoReply::Advertise {
-        transcoder: jobs.url().to_owned(),
-        pipeline: Pipeline::TextToImage,
-        model: model.to_owned(),
-    })
-    .await?;
-    let gateway = Gateway::start_ready(vec![good.url().to_owned(), info.url().to_owned()]).await?;
-    gateway
-        .wait_capable_model(Pipeline::TextToImage, model, 1)
-        .await?;
-    let response = gateway
-        .post_json(
-            "/text-to-image",
-            &json!({"prompt": "a cat", "model_id": model}),
-        )
-        .send()
-        .await?;
-    let answer = expect_error(response, 503, "attempts_exhausted").await?;
-    let text = String::from_utf8_lossy(&answer.raw);
     ensure!(
         text.contains("fetching the result") && text.contains(&closed_port.to_string()),
         "the error does not say the result could not be fetched: {text}"
@@ -479,7 +470,5 @@ async fn a_result_that_cannot_be_downloaded_is_a_bad_answer_named_as_such() -> a
         !text.contains("cannot connect to the orchestrator"),
         "blamed on reaching the orchestrator: {text}"
     );
-    still_serving(&gateway).await?;
-    gateway.shutdown().await;
     Ok(())
 }

@@ -21,6 +21,14 @@ fn node(name: &str) -> NodeId {
     NodeId::new(name).unwrap()
 }
 
+/// A warm offer of the test model on a GPU named `name`.
+fn gpu_offer(name: &str) -> OfferSpec {
+    OfferSpec {
+        gpu: Some(name.into()),
+        ..OfferSpec::warm(Pipeline::Llm, MODEL)
+    }
+}
+
 /// Builds records the way nodes would, then a snapshot.
 #[derive(Default)]
 struct World {
@@ -416,13 +424,9 @@ fn when_home_is_down_remote_capacity_then_home_again() {
 #[test]
 fn gpu_constraints() {
     let mut w = World::default();
-    let gpu = |name: &str| OfferSpec {
-        gpu: Some(name.into()),
-        ..OfferSpec::warm(Pipeline::Llm, MODEL)
-    };
-    w.offer(1, "fra", gpu("NVIDIA GeForce RTX 4090"))
+    w.offer(1, "fra", gpu_offer("NVIDIA GeForce RTX 4090"))
         .latency(1, "fra", 100, 10);
-    w.offer(2, "fra", gpu("NVIDIA A100"))
+    w.offer(2, "fra", gpu_offer("NVIDIA A100"))
         .latency(2, "fra", 100, 10);
     let mut j = job();
     j.gpu_excluded = vec!["4090".into()];
@@ -526,19 +530,15 @@ fn a_fresh_busy_answer_counts_as_full() {
 #[test]
 fn an_unsampled_orchestrator_is_estimated_from_the_same_gpu() {
     let mut w = World::default();
-    let gpu = |name: &str| OfferSpec {
-        gpu: Some(name.into()),
-        ..OfferSpec::warm(Pipeline::Llm, MODEL)
-    };
     // Known: a 4090 at 330 ms (10 ms away) and an A100 at 480 ms.
-    w.offer(1, "fra", gpu("NVIDIA GeForce RTX 4090"))
+    w.offer(1, "fra", gpu_offer("NVIDIA GeForce RTX 4090"))
         .latency(1, "fra", 330, 20)
         .probe(1, "fra", 10);
-    w.offer(2, "fra", gpu("NVIDIA A100"))
+    w.offer(2, "fra", gpu_offer("NVIDIA A100"))
         .latency(2, "fra", 480, 20)
         .probe(2, "fra", 10);
     // New: another 4090, 4 ms away, never used.
-    w.offer(3, "fra", gpu("NVIDIA GeForce RTX 4090"))
+    w.offer(3, "fra", gpu_offer("NVIDIA GeForce RTX 4090"))
         .probe(3, "fra", 4);
     let mut busy = local("fra");
     busy.in_flight.insert(orch(1), 1);
@@ -653,21 +653,17 @@ fn forwarding_tries_first_the_region_whose_own_orchestrators_serve_best() {
 #[test]
 fn the_only_gpu_of_its_kind_here_is_estimated_from_other_regions() {
     let mut w = World::default();
-    let gpu = |name: &str| OfferSpec {
-        gpu: Some(name.into()),
-        ..OfferSpec::warm(Pipeline::Llm, MODEL)
-    };
     // fra measures two A100s at ~420 ms; its only 4090 (orch 3) was never
     // used from anywhere. lax measures its own 4090 (orch 4): 480 ms of
     // which 150 ms is the round trip, so 330 ms of service.
     for o in [1, 2] {
-        w.offer(o, "fra", gpu("NVIDIA A100"))
+        w.offer(o, "fra", gpu_offer("NVIDIA A100"))
             .latency(o, "fra", 420, 20)
             .probe(o, "fra", 2);
     }
-    w.offer(3, "fra", gpu("NVIDIA GeForce RTX 4090"))
+    w.offer(3, "fra", gpu_offer("NVIDIA GeForce RTX 4090"))
         .probe(3, "fra", 2);
-    w.offer(4, "lax", gpu("NVIDIA GeForce RTX 4090"))
+    w.offer(4, "lax", gpu_offer("NVIDIA GeForce RTX 4090"))
         .latency(4, "lax", 480, 20)
         .probe(4, "lax", 150);
     let plan = pick(&job(), &w.snapshot(), &local("fra"), &mut rng());
