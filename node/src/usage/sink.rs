@@ -48,7 +48,9 @@ pub const REJECTED_FILE: &str = "sink.rejected";
 /// Size at which `sink.rejected` stops growing: ~100 bytes a line, so
 /// about 10,000 skipped records before the sink holds instead.
 pub const MAX_REJECTED_FILE_BYTES: u64 = 1 << 20;
-/// Most bytes of a refusal's body kept as its reason.
+/// Most bytes of a refusal's body read and kept as its reason: enough for
+/// an error message, and a line of `sink.rejected` stays short whatever the
+/// sink sends.
 const MAX_REASON_BYTES: usize = 200;
 
 /// Where and how to push.
@@ -333,18 +335,20 @@ async fn push(
         return Ok(());
     }
     if matches!(status.as_u16(), 400 | 413 | 422) {
-        // The reason is the start of the body, read within the timeout.
-        let body = response.bytes().await.unwrap_or_default();
-        let mut end = body.len().min(MAX_REASON_BYTES);
-        let text = loop {
-            match std::str::from_utf8(&body[..end]) {
-                Ok(text) => break text,
-                Err(error) => end = error.valid_up_to(),
-            }
-        };
+        // The reason is the start of the body: read no more than that.
+        let mut response = response;
+        let mut body = Vec::new();
+        while body.len() < MAX_REASON_BYTES
+            && let Ok(Some(chunk)) = response.chunk().await
+        {
+            body.extend_from_slice(&chunk);
+        }
+        body.truncate(MAX_REASON_BYTES);
+        // Up to the first byte that is not UTF-8 (a character cut in two).
+        let end = std::str::from_utf8(&body).map_or_else(|e| e.valid_up_to(), str::len);
         return Err(PushError::Refused(Refusal {
             status: status.as_u16(),
-            reason: text.trim().to_owned(),
+            reason: String::from_utf8_lossy(&body[..end]).trim().to_owned(),
         }));
     }
     Err(PushError::Retry(format!("sink answered {status}")))
@@ -571,6 +575,37 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(fresh.path().join(REJECTED_FILE)).unwrap(),
             "seq=9 status=422 reason=\"bad field\"\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refusal_reason_is_read_only_up_to_its_bound() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        // "x" then 1 MiB of "é" (two bytes each): the bound falls inside an
+        // "é"; the reason keeps the whole characters before it.
+        let app = axum::Router::new().route(
+            "/usage",
+            post(|| async {
+                (
+                    axum::http::StatusCode::BAD_REQUEST,
+                    format!("x{}", "é".repeat(512 * 1024)),
+                )
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let url: url::Url = format!("http://{addr}/usage").parse().unwrap();
+        let http = reqwest::Client::new();
+        let Err(PushError::Refused(refusal)) =
+            push(&http, &options(url), bytes::Bytes::from_static(b"{}\n")).await
+        else {
+            panic!("a 400 must be a refusal");
+        };
+        assert_eq!(refusal.status, 400);
+        assert_eq!(
+            refusal.reason,
+            format!("x{}", "é".repeat((MAX_REASON_BYTES - 1) / 2))
         );
     }
 }
