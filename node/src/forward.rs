@@ -28,6 +28,8 @@ const FORWARD_FORMAT_VERSION: u8 = 1;
 /// default tier; a node not yet upgraded refuses version 2, and the sender
 /// then tries its next forwarding target or fails the job.
 const FORWARDED_JOB_VERSION: u8 = 2;
+/// Format version of forwarded jobs without a caller (before tiers travelled).
+const FORWARDED_JOB_VERSION_WITHOUT_CALLER: u8 = 1;
 /// Longest tenant or tier name a forwarded job may carry (both come from
 /// the sender's key configuration and are a few words).
 const MAX_CALLER_NAME_BYTES: usize = 256;
@@ -94,7 +96,7 @@ impl ForwardedJob {
             Some((&FORWARDED_JOB_VERSION, body)) => {
                 postcard::from_bytes::<Self>(body).map_err(|e| e.to_string())?
             }
-            Some((1, body)) => {
+            Some((&FORWARDED_JOB_VERSION_WITHOUT_CALLER, body)) => {
                 let old: ForwardedJobV1 = postcard::from_bytes(body).map_err(|e| e.to_string())?;
                 Self {
                     job: old.job,
