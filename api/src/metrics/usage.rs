@@ -5,6 +5,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -73,6 +74,7 @@ pub struct UsageMetrics {
     sink_batches: Family<ResultLabels, Counter>,
     sink_records: Counter,
     sink_rejected: Counter,
+    sink_holding: Gauge,
     charged: Family<TenantLabels, Counter>,
     tenants: std::sync::Arc<BoundedLabels>,
 }
@@ -90,6 +92,7 @@ impl UsageMetrics {
             sink_batches: Family::default(),
             sink_records: Counter::default(),
             sink_rejected: Counter::default(),
+            sink_holding: Gauge::default(),
             charged: Family::default(),
             tenants: std::sync::Arc::new(BoundedLabels::new(MAX_TENANT_LABELS)),
         };
@@ -139,6 +142,11 @@ impl UsageMetrics {
             this.sink_rejected.clone(),
         );
         registry.register(
+            "usage_sink_holding",
+            "Whether the usage sink holds a record it refused instead of skipping it (1: it refused every record lately, or sink.rejected is full)",
+            this.sink_holding.clone(),
+        );
+        registry.register(
             "tenant_charged_nano_usd",
             "Nano-USD charged to each tenant (durable usage records)",
             this.charged.clone(),
@@ -176,6 +184,11 @@ impl UsageMetrics {
     /// The sink refused one record for good; it was skipped.
     pub fn record_sink_rejected(&self) {
         self.sink_rejected.inc();
+    }
+
+    /// Whether the sink holds a refused record instead of skipping it.
+    pub fn set_sink_holding(&self, holding: bool) {
+        self.sink_holding.set(i64::from(holding));
     }
 
     /// One push to the sink: `records` acknowledged when `ok`.

@@ -23,8 +23,18 @@
 //! `gatemesh_usage_sink_rejected_records_total` and logged as an error; the
 //! record itself stays in the usage log (`GET /admin/usage`). Once
 //! `sink.rejected` holds [`MAX_REJECTED_FILE_BYTES`] the sink stops
-//! skipping and retries instead, so a sink that refuses everything cannot
-//! make the node skip everything.
+//! skipping and retries instead.
+//!
+//! A sink that refuses everything is misconfigured, not fed bad records:
+//! after [`MAX_SKIPS_WITHOUT_DELIVERY`] records skipped with nothing
+//! acknowledged in between, the sink holds the next refused record and
+//! retries it every interval until the sink takes something
+//! (`gatemesh_usage_sink_holding` is 1 meanwhile). So a sink answering 400
+//! to everything costs at most that many skipped records per start.
+//!
+//! A 413 also lowers the batch size for the batches after it (the sink's
+//! body limit does not change between two batches); it is doubled again
+//! after [`REGROW_AFTER_PUSHES`] pushes in a row at the lower size.
 //!
 //! [`UsageRecord`]: mesh_core::billing::UsageRecord
 
@@ -48,6 +58,14 @@ pub const REJECTED_FILE: &str = "sink.rejected";
 /// Size at which `sink.rejected` stops growing: ~100 bytes a line, so
 /// about 10,000 skipped records before the sink holds instead.
 pub const MAX_REJECTED_FILE_BYTES: u64 = 1 << 20;
+/// Records skipped with nothing acknowledged in between after which the
+/// sink holds instead of skipping: isolated bad records pass between good
+/// ones; a run this long means the sink refuses everything.
+pub const MAX_SKIPS_WITHOUT_DELIVERY: u32 = 10;
+/// Pushes in a row at a batch size lowered by a 413 before it is doubled
+/// again: a sink whose limit was raised gets full batches back, at the cost
+/// of one more 413 per this many pushes if it was not.
+pub const REGROW_AFTER_PUSHES: u32 = 64;
 /// Most bytes of a refusal's body read and kept as its reason: enough for
 /// an error message, and a line of `sink.rejected` stays short whatever the
 /// sink sends.
@@ -146,6 +164,76 @@ enum PushError {
     Refused(Refusal),
 }
 
+/// The size of the next batch and whether a refused record may be skipped:
+/// a state machine over the sink's answers, without I/O.
+#[derive(Debug)]
+struct Batching {
+    /// Largest batch not known to be too large: the configured size, lowered
+    /// by a 413, doubled back after [`REGROW_AFTER_PUSHES`] pushes at it.
+    ceiling: usize,
+    /// The configured size.
+    full: usize,
+    /// The next batch's size: halved while looking for a refused record.
+    next: usize,
+    /// Pushes in a row at a lowered ceiling.
+    pushes_at_ceiling: u32,
+    /// Records skipped since the sink last acknowledged a batch.
+    skipped_without_delivery: u32,
+}
+
+impl Batching {
+    fn new(full: usize) -> Self {
+        let full = full.max(1);
+        Self {
+            ceiling: full,
+            full,
+            next: full,
+            pushes_at_ceiling: 0,
+            skipped_without_delivery: 0,
+        }
+    }
+
+    /// Most records in the next batch.
+    fn limit(&self) -> usize {
+        self.next
+    }
+
+    /// The sink acknowledged a batch of `records`.
+    fn pushed(&mut self, records: usize) {
+        self.skipped_without_delivery = 0;
+        if self.ceiling < self.full && records >= self.ceiling {
+            self.pushes_at_ceiling += 1;
+            if self.pushes_at_ceiling >= REGROW_AFTER_PUSHES {
+                self.ceiling = (self.ceiling * 2).min(self.full);
+                self.pushes_at_ceiling = 0;
+            }
+        }
+        self.next = self.ceiling;
+    }
+
+    /// The sink refused a batch of `records` (> 1) for good with `status`:
+    /// the next batch is its first half. A 413 also says batches this big
+    /// are too big.
+    fn split(&mut self, status: u16, records: usize) {
+        self.next = (records / 2).max(1);
+        if status == 413 && self.next < self.ceiling {
+            self.ceiling = self.next;
+            self.pushes_at_ceiling = 0;
+        }
+    }
+
+    /// Whether a record refused alone may be skipped now.
+    fn may_skip(&self) -> bool {
+        self.skipped_without_delivery < MAX_SKIPS_WITHOUT_DELIVERY
+    }
+
+    /// A record refused alone was skipped.
+    fn skipped(&mut self) {
+        self.skipped_without_delivery = self.skipped_without_delivery.saturating_add(1);
+        self.next = self.ceiling;
+    }
+}
+
 /// What became of one batch.
 enum BatchOutcome {
     /// Acknowledged.
@@ -174,15 +262,13 @@ pub async fn run(
     };
     let dir = log.dir().to_owned();
     let mut cursor = read_cursor(&dir);
-    let full_batch = options.batch_records.max(1);
-    // Halved while the sink refuses a batch for good, to find the record.
-    let mut batch_limit = full_batch;
+    let mut batching = Batching::new(options.batch_records);
     tracing::info!(url = %options.url, cursor, "usage sink started");
     loop {
         if *stop.borrow() {
             return;
         }
-        let batch = match next_batch(&log, cursor, batch_limit).await {
+        let batch = match next_batch(&log, cursor, batching.limit()).await {
             Ok(batch) => batch,
             Err(error) => {
                 tracing::warn!(%error, "usage sink: reading the log failed");
@@ -204,22 +290,32 @@ pub async fn run(
             BatchOutcome::Stopped => return,
             BatchOutcome::Pushed => {
                 metrics.record_sink_push(true, batch.len());
-                batch_limit = full_batch;
+                metrics.set_sink_holding(false);
+                batching.pushed(batch.len());
                 Some(last)
             }
             BatchOutcome::Refused(Refusal { status, reason }) if batch.len() > 1 => {
                 tracing::warn!(status, %reason, records = batch.len(), "usage sink refused a batch; splitting it to find the record");
-                batch_limit = (batch.len() / 2).max(1);
+                batching.split(status, batch.len());
+                None
+            }
+            BatchOutcome::Refused(refusal) if !batching.may_skip() => {
+                metrics.set_sink_holding(true);
+                tracing::error!(seq = last, status = refusal.status, reason = %refusal.reason, skipped = MAX_SKIPS_WITHOUT_DELIVERY, "usage sink refuses every record (this many skipped in a row, nothing acknowledged); holding this one until it takes it");
+                if stopped_during(options.interval, &mut stop).await {
+                    return;
+                }
                 None
             }
             BatchOutcome::Refused(refusal) => match list_rejected(&dir, last, &refusal).await {
                 Ok(()) => {
                     metrics.record_sink_rejected();
                     tracing::error!(seq = last, status = refusal.status, reason = %refusal.reason, "usage sink refused a record for good; skipped it (still in the usage log, listed in sink.rejected)");
-                    batch_limit = full_batch;
+                    batching.skipped();
                     Some(last)
                 }
                 Err(error) => {
+                    metrics.set_sink_holding(true);
                     tracing::error!(seq = last, status = refusal.status, reason = %refusal.reason, %error, "usage sink refused a record and it cannot be listed in sink.rejected; holding it");
                     if stopped_during(options.interval, &mut stop).await {
                         return;
@@ -557,6 +653,118 @@ mod tests {
             metrics
                 .encode()
                 .contains("gatemesh_usage_sink_rejected_records_total 0")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sink_that_refuses_everything_costs_a_bounded_number_of_skips() {
+        let total = u64::from(MAX_SKIPS_WITHOUT_DELIVERY) + 5;
+        let (dir, log, metrics) = log_with(total).await;
+        let accepting = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let switch = accepting.clone();
+        let (url, received) = judging_sink(move |_, _| {
+            if switch.load(std::sync::atomic::Ordering::SeqCst) {
+                200
+            } else {
+                400
+            }
+        })
+        .await;
+        let (stop_tx, stop) = watch::channel(false);
+        let task = tokio::spawn(run(
+            log.clone(),
+            options(url),
+            metrics.usage().clone(),
+            stop,
+        ));
+        // It skips the first records one by one, then holds the next.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !metrics
+            .encode()
+            .contains("\ngatemesh_usage_sink_holding 1\n")
+        {
+            assert!(tokio::time::Instant::now() < deadline, "never held");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let skipped = u64::from(MAX_SKIPS_WITHOUT_DELIVERY);
+        assert_eq!(read_cursor(dir.path()), skipped);
+        let listed = std::fs::read_to_string(dir.path().join(REJECTED_FILE)).unwrap();
+        assert_eq!(listed.lines().count() as u64, skipped, "{listed}");
+        // Once the sink takes records again, the held ones go out.
+        accepting.store(true, std::sync::atomic::Ordering::SeqCst);
+        while read_cursor(dir.path()) < total {
+            assert!(tokio::time::Instant::now() < deadline, "not delivered");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = stop_tx.send(true);
+        task.await.unwrap();
+        assert_eq!(
+            received.lock().unwrap().1,
+            (skipped + 1..=total).collect::<Vec<_>>()
+        );
+        let text = metrics.encode();
+        assert!(text.contains("\ngatemesh_usage_sink_holding 0\n"), "{text}");
+        assert!(
+            text.contains(&format!(
+                "gatemesh_usage_sink_rejected_records_total {skipped}"
+            )),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_413_lowers_the_batch_size_for_the_batches_after_it() {
+        let (dir, log, metrics) = log_with(12).await;
+        // Bodies of more than 2 records are too large.
+        let (url, received) = judging_sink(|seqs, _| if seqs.len() > 2 { 413 } else { 200 }).await;
+        push_until(&log, dir.path(), url, &metrics, 12).await;
+        let (requests, delivered) = received.lock().unwrap().clone();
+        assert_eq!(delivered, (1..=12).collect::<Vec<_>>());
+        // 4 → 413, then 2 records a push: 1 + 6 requests. Without the
+        // memory each later full batch would cost a 413 first: 11.
+        assert_eq!(requests, 7);
+        assert!(!dir.path().join(REJECTED_FILE).exists());
+    }
+
+    #[test]
+    fn batching_halves_to_find_a_record_and_remembers_only_413s() {
+        let mut batching = Batching::new(8);
+        batching.split(400, 8);
+        assert_eq!(batching.limit(), 4);
+        batching.split(400, 4);
+        batching.split(400, 2);
+        assert_eq!(batching.limit(), 1);
+        batching.skipped();
+        assert_eq!(batching.limit(), 8, "a 400 says nothing about size");
+        batching.split(413, 8);
+        batching.pushed(4);
+        assert_eq!(batching.limit(), 4, "a 413 does");
+        for _ in 2..REGROW_AFTER_PUSHES {
+            batching.pushed(4);
+            assert_eq!(batching.limit(), 4);
+        }
+        batching.pushed(4);
+        assert_eq!(batching.limit(), 8, "tried again after a while");
+        // A short batch (the log's tail) does not count towards regrowing.
+        batching.split(413, 8);
+        for _ in 0..REGROW_AFTER_PUSHES {
+            batching.pushed(1);
+        }
+        assert_eq!(batching.limit(), 4);
+    }
+
+    #[test]
+    fn batching_stops_skipping_when_nothing_gets_through() {
+        let mut batching = Batching::new(4);
+        for _ in 0..MAX_SKIPS_WITHOUT_DELIVERY {
+            assert!(batching.may_skip());
+            batching.skipped();
+        }
+        assert!(!batching.may_skip());
+        batching.pushed(1);
+        assert!(
+            batching.may_skip(),
+            "a delivery shows the sink takes records"
         );
     }
 
