@@ -136,6 +136,7 @@ struct Inner {
     capable: Family<PipelineOnlyLabels, Gauge>,
     members: Family<StateLabels, Gauge>,
     gossip_bytes: Family<DirectionLabels, Counter>,
+    config_mismatched_peers: Gauge,
     staleness: Family<OriginLabels, FloatGauge>,
     forwards: Family<ForwardLabels, Counter>,
     tenant_requests: Family<TenantLabels, Counter>,
@@ -193,6 +194,7 @@ impl Metrics {
         let capable = Family::<PipelineOnlyLabels, Gauge>::default();
         let members = Family::default();
         let gossip_bytes = Family::default();
+        let config_mismatched_peers = Gauge::default();
         let staleness = Family::default();
         let forwards = Family::default();
         let tenant_requests = Family::default();
@@ -292,6 +294,11 @@ impl Metrics {
             gossip_bytes.clone(),
         );
         registry.register(
+            "mesh_config_mismatched_peers",
+            "Live peers whose routing configuration ([[offer]], [pools], [pricing], [[tenants]], [[rate_cards]]) differs from this node's",
+            config_mismatched_peers.clone(),
+        );
+        registry.register(
             "mesh_view_staleness_seconds",
             "Age of the freshest record from each observing node",
             staleness.clone(),
@@ -353,6 +360,7 @@ impl Metrics {
                 capable,
                 members,
                 gossip_bytes,
+                config_mismatched_peers,
                 staleness,
                 forwards,
                 tenant_requests,
@@ -676,6 +684,14 @@ impl Metrics {
                 direction: direction.as_str(),
             })
             .inc_by(bytes);
+    }
+
+    /// Live peers whose routing configuration differs from ours:
+    /// `gatemesh_mesh_config_mismatched_peers`.
+    pub fn set_config_mismatched_peers(&self, count: usize) {
+        self.inner
+            .config_mismatched_peers
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     /// A forwarded job ended: `gatemesh_mesh_forwards_total{direction,outcome}`.

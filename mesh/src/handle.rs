@@ -26,7 +26,7 @@ use crate::frame::{self, Frame, MAX_FRAME_BYTES, PushedRecord};
 use crate::load::{self, AnnounceError, LoadMessage, MAX_LOAD_ANNOUNCEMENT_BYTES};
 use crate::membership::{self, Member, MemberState, MemberTracker, NodeView, QuicTransport};
 use crate::membership::{KEY_ADMIN_URL, KEY_API_URL, KEY_LEAVING, KEY_LOAD, KEY_MESH_ADDR};
-use crate::membership::{KEY_REGION, KEY_VERSION, MEMBER_KEYS};
+use crate::membership::{KEY_REGION, KEY_ROUTING_CONFIG, KEY_VERSION, MEMBER_KEYS};
 use crate::replication::RecordStore;
 use crate::replication::{self, MAX_RECORD_BYTES, RECORD_KEY_PREFIX, Record, RecordError};
 use crate::seeds::{self, SeedError, SeedResolver};
@@ -328,6 +328,19 @@ impl MeshHandle {
             .with_chitchat(|c| {
                 if c.self_node_state().get(KEY_LOAD) != Some(value.as_str()) {
                     c.self_node_state().set(KEY_LOAD, &value);
+                }
+            })
+            .await;
+    }
+
+    /// Publishes the digest of this node's routing configuration (opaque to
+    /// the mesh; peers see it as [`Member::routing_config`]).
+    pub async fn set_routing_config(&self, digest: &str) {
+        self.inner
+            .chitchat
+            .with_chitchat(|c| {
+                if c.self_node_state().get(KEY_ROUTING_CONFIG) != Some(digest) {
+                    c.self_node_state().set(KEY_ROUTING_CONFIG, digest);
                 }
             })
             .await;

@@ -42,6 +42,10 @@ pub const KEY_VERSION: &str = "version";
 pub const KEY_LOAD: &str = "load";
 /// Chitchat key: present once the node announced its departure.
 pub const KEY_LEAVING: &str = "leaving";
+/// Chitchat key: digest of the configuration that decides how the node
+/// routes a job (opaque to the mesh; the node compares its peers' with
+/// its own, since a forwarded job runs under the receiver's rules).
+pub const KEY_ROUTING_CONFIG: &str = "routing_config";
 
 /// Gossip messages waiting to be sent at once. One round sends ≤ 5 messages
 /// (3 live peers, a dead one, a seed) plus replies; 256 is dozens of rounds
@@ -105,6 +109,8 @@ pub struct Member {
     pub version: Option<String>,
     /// In-flight jobs it last reported.
     pub load: Option<u64>,
+    /// Digest of its routing configuration, once it published one.
+    pub routing_config: Option<String>,
     /// When this node last saw its heartbeat advance (None: never, or self).
     pub last_heard: Option<Instant>,
     /// Whether this entry is the local node.
@@ -325,6 +331,7 @@ impl MemberTracker {
                 admin_url: key(KEY_ADMIN_URL).filter(|u| !u.is_empty()),
                 version: key(KEY_VERSION),
                 load: key(KEY_LOAD).and_then(|l| l.parse().ok()),
+                routing_config: key(KEY_ROUTING_CONFIG).filter(|d| !d.is_empty()),
                 last_heard,
                 is_self,
                 node,
@@ -341,7 +348,7 @@ impl MemberTracker {
 }
 
 /// The member keys copied out of chitchat state.
-pub(crate) const MEMBER_KEYS: [&str; 7] = [
+pub(crate) const MEMBER_KEYS: [&str; 8] = [
     KEY_REGION,
     KEY_API_URL,
     KEY_ADMIN_URL,
@@ -349,4 +356,5 @@ pub(crate) const MEMBER_KEYS: [&str; 7] = [
     KEY_VERSION,
     KEY_LOAD,
     KEY_LEAVING,
+    KEY_ROUTING_CONFIG,
 ];

@@ -45,6 +45,7 @@ impl ClusterAdmin for NodeAdmin {
                 api_url: member.api_url,
                 admin_url: member.admin_url,
                 load: member.load,
+                routing_config: member.routing_config,
                 is_self: member.is_self,
             })
             .collect();
@@ -60,6 +61,7 @@ impl ClusterAdmin for NodeAdmin {
                 api_url: None,
                 admin_url: None,
                 load: None,
+                routing_config: Some(self.cluster.routing_config()),
                 is_self: true,
             });
         }

@@ -52,6 +52,9 @@ struct Inner {
     events: Arc<EventRing>,
     metrics: api::Metrics,
     policy: EjectionPolicy,
+    /// [`NodeConfig::routing_digest`](crate::config::NodeConfig::routing_digest)
+    /// of the configuration in force (empty until set).
+    routing_config: RwLock<String>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -112,6 +115,7 @@ impl Cluster {
                 events: Arc::new(EventRing::default()),
                 metrics,
                 policy: EjectionPolicy::default(),
+                routing_config: RwLock::new(String::new()),
             }),
         }
     }
@@ -190,6 +194,28 @@ impl Cluster {
             local.in_flight_includes_peers = true;
         }
         local
+    }
+
+    /// Records the digest of the routing configuration in force and
+    /// publishes it to the peers, who compare it with theirs.
+    pub async fn set_routing_config(&self, digest: String) {
+        if let Some(mesh) = &self.inner.mesh {
+            mesh.set_routing_config(&digest).await;
+        }
+        *self
+            .inner
+            .routing_config
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = digest;
+    }
+
+    /// The digest of the routing configuration in force (empty until set).
+    pub fn routing_config(&self) -> String {
+        self.inner
+            .routing_config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Cluster members (empty without a mesh).
@@ -455,12 +481,14 @@ impl Cluster {
         self.invalidate();
     }
 
-    /// Copies the mesh's byte counters into the node's metrics every second.
+    /// Copies the mesh's byte counters into the node's metrics every second,
+    /// and compares the peers' routing configuration with ours.
     async fn mesh_stats_loop(self, mut shutdown: watch::Receiver<bool>) {
         let Some(mesh) = self.inner.mesh.clone() else {
             return;
         };
         let (mut sent, mut received) = (0u64, 0u64);
+        let mut mismatched: Vec<NodeId> = Vec::new();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
@@ -478,6 +506,19 @@ impl Cluster {
                 now_received.saturating_sub(received),
             );
             (sent, received) = (now_sent, now_received);
+
+            let own = self.routing_config();
+            let now_mismatched = mismatched_peers(&own, &mesh.members());
+            metrics.set_config_mismatched_peers(now_mismatched.len());
+            if now_mismatched != mismatched {
+                let peers: Vec<&str> = now_mismatched.iter().map(NodeId::as_str).collect();
+                if now_mismatched.is_empty() {
+                    tracing::info!(routing_config = %own, "every live peer runs our routing configuration again");
+                } else {
+                    tracing::warn!(routing_config = %own, ?peers, "live peers run another routing configuration ([[offer]], [pools], [pricing], [[tenants]], [[rate_cards]]): jobs forwarded to them run under their rules");
+                }
+                mismatched = now_mismatched;
+            }
         }
     }
 
@@ -562,6 +603,22 @@ pub async fn follow_records(
     }
 }
 
+/// Live peers (alive or suspect) that published a routing configuration
+/// digest other than `own`, in member order. Peers that published none
+/// (starting, or an older version) are not counted; nothing is while `own`
+/// is unset.
+pub(crate) fn mismatched_peers(own: &str, members: &[Member]) -> Vec<NodeId> {
+    if own.is_empty() {
+        return Vec::new();
+    }
+    members
+        .iter()
+        .filter(|m| !m.is_self && matches!(m.state, MemberState::Alive | MemberState::Suspect))
+        .filter(|m| m.routing_config.as_deref().is_some_and(|d| d != own))
+        .map(|m| m.node.clone())
+        .collect()
+}
+
 /// Unix time in milliseconds.
 pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
@@ -574,6 +631,45 @@ pub fn unix_ms() -> u64 {
 mod tests {
     use super::*;
     use livepeer::OrchestratorError as E;
+
+    fn member(name: &str, state: MemberState, routing_config: Option<&str>) -> Member {
+        Member {
+            node: NodeId::new(name).unwrap(),
+            region: None,
+            generation: 1,
+            state,
+            mesh_addr: "127.0.0.1:1".parse().unwrap(),
+            api_url: None,
+            admin_url: None,
+            version: None,
+            load: None,
+            routing_config: routing_config.map(str::to_owned),
+            last_heard: None,
+            is_self: name == "self",
+        }
+    }
+
+    #[test]
+    fn live_peers_with_another_routing_configuration_are_mismatched() {
+        let members = [
+            member("self", MemberState::Alive, Some("aaaa")),
+            member("same", MemberState::Alive, Some("aaaa")),
+            member("other", MemberState::Alive, Some("bbbb")),
+            member("slow", MemberState::Suspect, Some("cccc")),
+            member("dead", MemberState::Dead, Some("bbbb")),
+            member("gone", MemberState::Left, Some("bbbb")),
+            member("old-version", MemberState::Alive, None),
+        ];
+        let names: Vec<String> = mismatched_peers("aaaa", &members)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(names, ["other", "slow"]);
+        assert!(
+            mismatched_peers("", &members).is_empty(),
+            "nothing to compare with before our own digest is set"
+        );
+    }
 
     #[test]
     fn connection_failures_keep_what_they_say_about_the_path() {

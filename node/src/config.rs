@@ -320,6 +320,26 @@ pub enum ConfigError {
 }
 
 impl NodeConfig {
+    /// Digest of the settings that decide how this node runs a job it is
+    /// given, forwarded ones included: `[[offer]]`, `[pools]`, `[pricing]`,
+    /// `[[tenants]]` and `[[rate_cards]]`, as parsed (so defaults written out
+    /// or left implicit give the same digest). 16 hex digits of SHA-256 over
+    /// their debug form: equal on nodes of one version with equal settings;
+    /// nodes of different versions may differ although their files agree.
+    /// Published to the mesh so that nodes can tell when a forwarded job
+    /// would run under other rules than the caller's node applies.
+    pub fn routing_digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let text = format!(
+            "{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+            self.offer, self.pools, self.pricing, self.tenants, self.rate_cards
+        );
+        Sha256::digest(text.as_bytes())[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// Reads and validates a TOML file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -270,10 +270,12 @@ impl Node {
         };
         background.extend(reload_task);
         background.push(tenancy.follow(config_updates.clone()));
+        cluster.set_routing_config(config.routing_digest()).await;
         background.push(follow_reloads(
             config_updates.clone(),
             offering.clone(),
             usage.clone(),
+            cluster.clone(),
         ));
         // Charged jobs count against their tenant's spend limits once their
         // usage record is durable.
@@ -627,11 +629,13 @@ async fn start_cluster(
 
 /// Applies each reloaded configuration to the price caps and capability
 /// declaration and to the rate cards; a part that does not compile keeps its
-/// running value (the reload itself was already validated).
+/// running value (the reload itself was already validated). Then publishes
+/// the routing configuration's new digest.
 fn follow_reloads(
     mut configs: watch::Receiver<Arc<NodeConfig>>,
     offering: Arc<offer::Offering>,
     usage: usage::UsageService,
+    cluster: Cluster,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         while configs.changed().await.is_ok() {
@@ -643,6 +647,7 @@ fn follow_reloads(
                 Ok(cards) => usage.apply(cards),
                 Err(error) => tracing::warn!(%error, "reload: rate cards kept"),
             }
+            cluster.set_routing_config(config.routing_digest()).await;
         }
     })
 }

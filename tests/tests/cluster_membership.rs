@@ -131,3 +131,95 @@ async fn a_node_with_a_foreign_ca_cannot_join_read_or_write() -> anyhow::Result<
     lab.shutdown().await;
     Ok(())
 }
+
+/// How long a changed routing configuration may take to show on the peers:
+/// one chitchat key change (gossip every 100 ms) plus the 1 s comparison.
+const MISMATCH_SEEN_WITHIN: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_whose_routing_configuration_differs_say_so() -> anyhow::Result<()> {
+    // Same files but for a pool only lax has: a job forwarded from fra to
+    // lax would run under other rules.
+    let spec = LabSpec::new(&REGIONS[..2], 1, 0).line(
+        Some("lax"),
+        "tables",
+        "[pools]\ngold = [\"https://orch-1.example.net:8935\"]",
+    );
+    let lab = Lab::start(spec).await?;
+    lab.wait_all_alive(&[0, 1], CONVERGE_WITHIN * 2).await?;
+    let digests: Vec<String> = (0..2)
+        .map(|i| lab.node(i).cluster().routing_config())
+        .collect();
+    ensure!(
+        digests[0].len() == 16 && digests[0] != digests[1],
+        "{digests:?}"
+    );
+    let gauge = "\ngatemesh_mesh_config_mismatched_peers 1\n";
+    tests::lab::poll_until(
+        "both nodes count the other as mismatched",
+        MISMATCH_SEEN_WITHIN,
+        || (0..2).all(|i| lab.node(i).cluster().metrics().encode().contains(gauge)),
+    )
+    .await?;
+    // The admin API shows each member's digest.
+    let report: serde_json::Value = lab
+        .client()
+        .get(format!("{}/admin/cluster", lab.node(0).admin_url()))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let listed: Vec<(String, String)> = report["members"]
+        .as_array()
+        .map(|members| {
+            members
+                .iter()
+                .map(|m| {
+                    (
+                        m["node"].as_str().unwrap_or_default().to_owned(),
+                        m["routing_config"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let expected: Vec<(String, String)> = lab
+        .members()
+        .iter()
+        .zip(&digests)
+        .map(|(m, d)| (m.name.to_string(), d.clone()))
+        .collect();
+    let (mut listed, mut expected) = (listed, expected);
+    listed.sort();
+    expected.sort();
+    ensure!(listed == expected, "{report}");
+    lab.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_routing_configuration_gets_a_new_digest() -> anyhow::Result<()> {
+    tests::install_crypto_provider();
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("node.toml");
+    let base = "[node]\nname = \"solo\"\nregion = \"fra\"\n[http]\nlisten_addr = \"127.0.0.1:0\"\n\
+                [admin]\nlisten_addr = \"127.0.0.1:0\"\n";
+    std::fs::write(&path, base)?;
+    let node = node::Node::start(node::NodeConfig::load(&path)?).await?;
+    let before = node.cluster().routing_config();
+    ensure!(before == node.config().routing_digest(), "{before}");
+    let changed = format!("{base}[pools]\ngold = [\"https://orch-1.example.net:8935\"]\n");
+    let expected = node::NodeConfig::parse(&changed)?.routing_digest();
+    ensure!(expected != before);
+    std::fs::write(&path, &changed)?;
+    let cluster = node.cluster().clone();
+    tests::lab::poll_until(
+        "the reloaded configuration's digest",
+        Duration::from_secs(5),
+        || cluster.routing_config() == expected,
+    )
+    .await?;
+    node.shutdown().await?;
+    Ok(())
+}

@@ -79,6 +79,10 @@ pub struct MemberRow {
     pub admin_url: Option<String>,
     /// In-flight jobs it last reported.
     pub load: Option<u64>,
+    /// Digest of its routing configuration (`[[offer]]`, `[pools]`,
+    /// `[pricing]`, `[[tenants]]`, `[[rate_cards]]`); `None` before it
+    /// published one (or on a version that does not).
+    pub routing_config: Option<String>,
     /// Whether this row is the local node.
     pub is_self: bool,
 }

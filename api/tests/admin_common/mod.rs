@@ -170,6 +170,7 @@ fn member(
         api_url: Some(format!("https://{name}.gatemesh.example:8443")),
         admin_url: Some(format!("http://127.0.0.1:9{}", &name[4..])),
         load: Some(load),
+        routing_config: Some("5f3a9c0e21b7d4a8".into()),
         is_self,
     }
 }
