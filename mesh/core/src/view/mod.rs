@@ -617,17 +617,12 @@ impl View {
             cache.parts.retain(|id, _| self.records.contains_key(id));
             cache.index = None;
         }
-        let mut group: Vec<&ObservationRecord> = Vec::new();
-        for (id, per) in &self.records {
-            let fresh = cache.parts.get(id).is_some_and(|(part, valid)| {
-                *valid && part.built_at_ms <= now_ms && now_ms - part.built_at_ms < SUMMARY_REUSE_MS
-            });
-            if fresh {
-                continue;
-            }
-            group.clear();
-            group.extend(per.values());
-            let part = snapshot::Part::build(
+        let fresh = |(part, valid): &(snapshot::Part, bool)| {
+            *valid && part.built_at_ms <= now_ms && now_ms - part.built_at_ms < SUMMARY_REUSE_MS
+        };
+        let build = |id: &OrchestratorId, per: &BTreeMap<NodeId, ObservationRecord>| {
+            let group: Vec<&ObservationRecord> = per.values().collect();
+            snapshot::Part::build(
                 now_ms,
                 Some(&self.local),
                 Some(&self.local_region),
@@ -635,12 +630,28 @@ impl View {
                 &group,
                 &regions,
                 &blocked,
-            );
-            match cache.parts.get_mut(id) {
-                Some(entry) => *entry = (part, true),
-                None => {
-                    cache.parts.insert(id.clone(), (part, true));
-                    cache.index = None;
+            )
+        };
+        if cache.parts.len() == self.records.len() {
+            // The same ids (the cache holds no others, see above) in the
+            // same order: walk both at once instead of looking each up.
+            for ((id, per), (_, entry)) in self.records.iter().zip(cache.parts.iter_mut()) {
+                if !fresh(entry) {
+                    *entry = (build(id, per), true);
+                }
+            }
+        } else {
+            for (id, per) in &self.records {
+                if cache.parts.get(id).is_some_and(fresh) {
+                    continue;
+                }
+                let part = build(id, per);
+                match cache.parts.get_mut(id) {
+                    Some(entry) => *entry = (part, true),
+                    None => {
+                        cache.parts.insert(id.clone(), (part, true));
+                        cache.index = None;
+                    }
                 }
             }
         }

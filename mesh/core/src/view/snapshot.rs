@@ -552,20 +552,24 @@ fn region_health(
     if in_region.is_empty() {
         return None;
     }
-    let probes: Vec<f64> = in_region
+    let (probe_sum, probes) = in_region
         .iter()
         .map(|r| r.probe_rtt_ms)
         .filter(|&p| p > 0.0)
-        .collect();
-    let probe_rtt_ms = if probes.is_empty() {
+        .fold((0.0, 0u32), |(sum, n), p| (sum + p, n + 1));
+    let probe_rtt_ms = if probes == 0 {
         0.0
     } else {
-        probes.iter().sum::<f64>() / probes.len() as f64
+        probe_sum / f64::from(probes)
     };
-    let keys: BTreeSet<(Pipeline, &str)> = in_region
+    // Sorted and deduplicated: a few keys per record, so a vector beats a
+    // tree (this runs for every changed orchestrator of every snapshot).
+    let mut keys: Vec<(Pipeline, &str)> = in_region
         .iter()
         .flat_map(|r| r.stats.iter().map(|s| (s.pipeline, s.model_id.as_str())))
         .collect();
+    keys.sort_unstable();
+    keys.dedup();
     let models = keys
         .into_iter()
         .map(|(pipeline, model_id)| {
