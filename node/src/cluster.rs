@@ -161,24 +161,12 @@ impl Cluster {
     }
 
     /// Routing's view of this node: region, time, in-flight counts and the
-    /// alive nodes of every region.
+    /// alive nodes of every region that jobs may be forwarded to (see
+    /// [`forwarding_nodes`]).
     pub fn local_state(&self, in_flight: BTreeMap<OrchestratorId, u32>) -> LocalState {
         let mut local = LocalState::new(self.inner.region.clone(), unix_ms());
         local.in_flight = in_flight.into_iter().collect();
-        for member in self.members() {
-            if member.state == MemberState::Alive
-                && !member.is_self
-                && let Some(region) = member.region
-            {
-                {
-                    local
-                        .nodes_by_region
-                        .entry(region)
-                        .or_default()
-                        .push(member.node);
-                }
-            }
-        }
+        local.nodes_by_region = forwarding_nodes(&self.routing_config(), self.members());
         local
     }
 
@@ -603,6 +591,39 @@ pub async fn follow_records(
     }
 }
 
+/// The alive peers of every region, as forwarding targets. A forwarded job
+/// runs under the receiver's routing configuration, so where some of a
+/// region's alive peers publish the same digest as `own`, only those are
+/// listed; a region where none does keeps all of its alive peers (a job
+/// run under other rules beats a job not run).
+pub(crate) fn forwarding_nodes(own: &str, members: Vec<Member>) -> BTreeMap<RegionId, Vec<NodeId>> {
+    let mut by_region: BTreeMap<RegionId, Vec<(NodeId, bool)>> = BTreeMap::new();
+    for member in members {
+        if member.state == MemberState::Alive
+            && !member.is_self
+            && let Some(region) = member.region
+        {
+            let same = !own.is_empty() && member.routing_config.as_deref() == Some(own);
+            by_region
+                .entry(region)
+                .or_default()
+                .push((member.node, same));
+        }
+    }
+    by_region
+        .into_iter()
+        .map(|(region, nodes)| {
+            let any_same = nodes.iter().any(|(_, same)| *same);
+            let nodes = nodes
+                .into_iter()
+                .filter(|(_, same)| *same || !any_same)
+                .map(|(node, _)| node)
+                .collect();
+            (region, nodes)
+        })
+        .collect()
+}
+
 /// Live peers (alive or suspect) that published a routing configuration
 /// digest other than `own`, in member order. Peers that published none
 /// (starting, or an older version) are not counted; nothing is while `own`
@@ -647,6 +668,57 @@ mod tests {
             last_heard: None,
             is_self: name == "self",
         }
+    }
+
+    #[test]
+    fn forwarding_prefers_peers_with_our_routing_configuration() {
+        let in_region = |region: &str, name: &str, state, digest| Member {
+            region: Some(RegionId::new(region).unwrap()),
+            ..member(name, state, digest)
+        };
+        let members = vec![
+            in_region("fra", "self", MemberState::Alive, Some("aaaa")),
+            in_region("fra", "fra-2", MemberState::Alive, Some("aaaa")),
+            in_region("lax", "lax-1", MemberState::Alive, Some("bbbb")),
+            in_region("lax", "lax-2", MemberState::Alive, Some("aaaa")),
+            in_region("lax", "lax-3", MemberState::Suspect, Some("aaaa")),
+            in_region("sin", "sin-1", MemberState::Alive, Some("bbbb")),
+            in_region("sin", "sin-2", MemberState::Alive, None),
+        ];
+        let names = |own: &str| -> Vec<(String, Vec<String>)> {
+            forwarding_nodes(own, members.clone())
+                .into_iter()
+                .map(|(r, nodes)| {
+                    (
+                        r.to_string(),
+                        nodes.iter().map(ToString::to_string).collect(),
+                    )
+                })
+                .collect()
+        };
+        let strings = |v: &[(&str, &[&str])]| -> Vec<(String, Vec<String>)> {
+            v.iter()
+                .map(|(r, n)| (r.to_string(), n.iter().map(|s| s.to_string()).collect()))
+                .collect()
+        };
+        // lax: only the node that runs our rules; sin: none does, so both.
+        assert_eq!(
+            names("aaaa"),
+            strings(&[
+                ("fra", &["fra-2"]),
+                ("lax", &["lax-2"]),
+                ("sin", &["sin-1", "sin-2"])
+            ])
+        );
+        // Before our own digest is known, every alive peer.
+        assert_eq!(
+            names(""),
+            strings(&[
+                ("fra", &["fra-2"]),
+                ("lax", &["lax-1", "lax-2"]),
+                ("sin", &["sin-1", "sin-2"])
+            ])
+        );
     }
 
     #[test]
