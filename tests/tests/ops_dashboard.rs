@@ -60,6 +60,15 @@ async fn ops_dashboard_shows_regions_nodes_and_orchestrators() -> anyhow::Result
     if shown == 0 {
         missing.push(format!("any of the orchestrators {orchestrators:?}"));
     }
+    // (The page's script holds the attribute's name too: look for values.)
+    for member in lab.members() {
+        if dom.contains(&format!("data-other-config=\"{}\"", member.name)) {
+            missing.push(format!(
+                "no \"other config\" mark on {} (every node runs the same file)",
+                member.name
+            ));
+        }
+    }
     ensure!(
         missing.is_empty(),
         "the dashboard DOM lacks {missing:?}; DOM ({} bytes):\n{}",
@@ -83,6 +92,46 @@ async fn ops_dashboard_shows_regions_nodes_and_orchestrators() -> anyhow::Result
     );
 
     traffic.stop().await;
+    lab.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ops_dashboard_marks_a_node_that_runs_another_routing_configuration() -> anyhow::Result<()>
+{
+    chromium::binary()?;
+    let spec = LabSpec::new(&REGIONS[..2], 1, 0).line(
+        Some("lax"),
+        "tables",
+        "[pools]\ngold = [\"https://orch-1.example.net:8935\"]",
+    );
+    let lab = Lab::start(spec).await?;
+    lab.wait_all_alive(&[0, 1], LAB_DEADLINE).await?;
+    let lax = lab.members()[1].name.to_string();
+    // The digest travels by gossip: wait until fra sees lax's.
+    let theirs = lab.node(1).cluster().routing_config();
+    wait_until("fra sees lax's routing configuration", LAB_DEADLINE, || {
+        let seen = lab
+            .node(0)
+            .cluster()
+            .members()
+            .iter()
+            .any(|m| m.node.as_str() == lax && m.routing_config.as_deref() == Some(&theirs));
+        async move { seen }
+    })
+    .await?;
+    let dom = chromium::dump_dom(&format!("{}/dashboard", lab.node(0).admin_url())).await?;
+    ensure!(
+        dom.contains(&format!("data-other-config=\"{lax}\"")),
+        "no \"other config\" mark on {lax}; DOM ({} bytes):\n{}",
+        dom.len(),
+        dom.chars().take(4000).collect::<String>()
+    );
+    let fra = lab.members()[0].name.to_string();
+    ensure!(
+        !dom.contains(&format!("data-other-config=\"{fra}\"")),
+        "{fra} is the node itself"
+    );
     lab.shutdown().await;
     Ok(())
 }
