@@ -58,7 +58,14 @@ enum Event<G> {
         epoch: u32,
         results: Vec<ProbeResult>,
     },
+    /// Housekeeping and load refresh, every `publish_coalesce_ms`.
     GossipTick {
+        node: NodeIdx,
+        epoch: u32,
+    },
+    /// The node publishes the records that changed since its first change
+    /// after its last publication, `publish_coalesce_ms` ago.
+    Publish {
         node: NodeIdx,
         epoch: u32,
     },
@@ -133,6 +140,9 @@ struct OrchState {
 struct NodeState {
     up: bool,
     epoch: u32,
+    /// When the first change since the last publication happened (a
+    /// publication is then scheduled `publish_coalesce_ms` later).
+    first_change: Option<SimTime>,
     inflight: Vec<u32>,
     discovering: bool,
     waiting: Vec<JobIdx>,
@@ -217,6 +227,7 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
             .map(|_| NodeState {
                 up: true,
                 epoch: 0,
+                first_change: None,
                 inflight: vec![0; topo.orchestrators.len()],
                 discovering: false,
                 waiting: Vec::new(),
@@ -296,7 +307,7 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
         let n = self.nodes.len() as f64;
         let epoch = self.nodes[node].epoch;
         if self.policy.gossips() {
-            let offset = self.plan.config.propagation.gossip_interval_ms * node as f64 / n;
+            let offset = self.plan.config.propagation.publish_coalesce_ms * node as f64 / n;
             self.schedule(
                 self.now.plus_us(us(offset)),
                 Event::GossipTick { node, epoch },
@@ -329,6 +340,7 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
             } => {
                 if self.nodes[node].up && self.nodes[node].epoch == epoch {
                     self.policy.on_discovery(node, self.now, &results);
+                    self.note_changes(node);
                     self.nodes[node].discovering = false;
                     for job in std::mem::take(&mut self.nodes[node].waiting) {
                         self.schedule(self.now, Event::TryJob(job));
@@ -375,9 +387,11 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
             } => {
                 if self.nodes[node].up && self.nodes[node].epoch == epoch {
                     self.policy.on_discovery(node, self.now, &results);
+                    self.note_changes(node);
                 }
             }
             Event::GossipTick { node, epoch } => self.on_gossip_tick(node, epoch),
+            Event::Publish { node, epoch } => self.on_publish(node, epoch),
             Event::Deliver { to, epoch, msg } => {
                 if self.nodes[to].up && self.nodes[to].epoch == epoch {
                     self.policy.on_gossip(to, self.now, &msg);
@@ -766,6 +780,7 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
             result,
         };
         self.policy.on_attempt_end(node, self.now, &report);
+        self.note_changes(node);
         self.send_direct(node);
         match result {
             Ok(()) => self.finish_job(job, Some(orch)),
@@ -835,15 +850,46 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
             return;
         }
         let prop = &self.plan.config.propagation;
-        let interval_us = us(prop.gossip_interval_ms);
+        let interval_us = us(prop.publish_coalesce_ms);
         self.schedule(
             self.now.plus_us(interval_us),
             Event::GossipTick { node, epoch },
         );
         self.send_direct(node);
-        let Some(msg) = self.policy.gossip_tick(node, self.now) else {
+        self.policy.tick(node, self.now);
+        self.note_changes(node);
+    }
+
+    /// After something may have changed `node`'s records: the first change
+    /// since its last publication schedules the next one, as the node's
+    /// publish loop does (wake on a change, sleep `publish_coalesce_ms`,
+    /// publish).
+    fn note_changes(&mut self, node: NodeIdx) {
+        if self.nodes[node].first_change.is_some()
+            || !self.policy.gossips()
+            || !self.policy.has_changes(node)
+        {
+            return;
+        }
+        self.nodes[node].first_change = Some(self.now);
+        let epoch = self.nodes[node].epoch;
+        let at = self
+            .now
+            .plus_us(us(self.plan.config.propagation.publish_coalesce_ms));
+        self.schedule(at, Event::Publish { node, epoch });
+    }
+
+    fn on_publish(&mut self, node: NodeIdx, epoch: u32) {
+        if !self.nodes[node].up || self.nodes[node].epoch != epoch {
+            return;
+        }
+        let Some(first_change) = self.nodes[node].first_change.take() else {
             return;
         };
+        let Some(msg) = self.policy.publish(node, self.now) else {
+            return;
+        };
+        let prop = &self.plan.config.propagation;
         let topo = &self.plan.config.topology;
         for peer in 0..self.nodes.len() {
             if !self.reaches(node, peer) {
@@ -854,14 +900,14 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
                     .gossip_rng
                     .lognormal(prop.delay_median_ms, prop.delay_sigma);
             while self.gossip_rng.chance(prop.loss) {
-                delay_ms += prop.gossip_interval_ms;
+                delay_ms += prop.publish_coalesce_ms;
             }
             if self.log.propagation_ms.len() < MAX_PROPAGATION_SAMPLES {
-                // Loopback-equivalent propagation (the design target's set-up):
-                // from the moment a record changed (on average half a round
-                // before this tick) to its arrival, without the one-way
+                // Loopback-equivalent propagation (the calibration's set-up:
+                // one write on an otherwise idle node): from the first change
+                // of this publication to its arrival, without the one-way
                 // network delay between regions.
-                let wait_ms = self.gossip_rng.uniform(0.0, prop.gossip_interval_ms);
+                let wait_ms = self.now.since_us(first_change) as f64 / 1000.0;
                 let network_ms = topo.node_to_node_rtt_ms(node, peer) / 2.0;
                 self.log
                     .propagation_ms
@@ -947,6 +993,7 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
                 let n = &mut self.nodes[node];
                 n.up = false;
                 n.epoch += 1;
+                n.first_change = None;
                 n.discovering = false;
                 n.waiting.clear();
                 n.inflight.iter_mut().for_each(|c| *c = 0);
@@ -960,6 +1007,7 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
             FaultAction::NodeRestart(node) => {
                 self.nodes[node].up = true;
                 self.nodes[node].epoch += 1;
+                self.nodes[node].first_change = None;
                 self.policy.on_node_restart(node, self.now);
                 self.start_node_timers(node);
             }
@@ -996,6 +1044,87 @@ mod tests {
         }
         fn on_discovery(&mut self, _: NodeIdx, _: SimTime, _: &[ProbeResult]) {}
         fn on_node_restart(&mut self, _: NodeIdx, _: SimTime) {}
+    }
+
+    /// Every attempt end is a change of the node's records; publications
+    /// carry the change times.
+    #[derive(Default)]
+    struct Publisher {
+        pending: BTreeMap<NodeIdx, Vec<u64>>,
+        changes: usize,
+        published: Vec<(NodeIdx, u64, Vec<u64>)>,
+        received: usize,
+    }
+
+    impl RoutingPolicy for Publisher {
+        type Gossip = Vec<u64>;
+        fn name(&self) -> &'static str {
+            "publisher"
+        }
+        fn pick(&mut self, _: &PickInput<'_>, _: &mut SimRng) -> PickDecision {
+            PickDecision::Send(0)
+        }
+        fn on_attempt_end(&mut self, node: NodeIdx, now: SimTime, _: &AttemptReport) {
+            self.pending.entry(node).or_default().push(now.0);
+            self.changes += 1;
+        }
+        fn on_discovery(&mut self, _: NodeIdx, _: SimTime, _: &[ProbeResult]) {}
+        fn on_node_restart(&mut self, _: NodeIdx, _: SimTime) {}
+        fn gossips(&self) -> bool {
+            true
+        }
+        fn has_changes(&self, node: NodeIdx) -> bool {
+            self.pending.get(&node).is_some_and(|p| !p.is_empty())
+        }
+        fn publish(&mut self, node: NodeIdx, now: SimTime) -> Option<Rc<Vec<u64>>> {
+            let changes = self.pending.remove(&node)?;
+            self.published.push((node, now.0, changes.clone()));
+            Some(Rc::new(changes))
+        }
+        fn on_gossip(&mut self, _: NodeIdx, _: SimTime, _: &Vec<u64>) {
+            self.received += 1;
+        }
+    }
+
+    /// As the node's publish loop: the first change after a publication
+    /// schedules the next one `publish_coalesce_ms` later, and it carries
+    /// every change made by then, each change exactly once.
+    #[test]
+    fn records_are_published_a_coalescing_wait_after_the_first_change() {
+        let size = Size {
+            nodes_per_region: 1,
+            orchestrators: 1,
+            duration_s: 5.0,
+            jobs_per_s: 30.0,
+        };
+        let plan = Plan::new(Scenario::Steady, size, 3);
+        let wait_us = us(plan.config.propagation.publish_coalesce_ms);
+        let (_, policy) = Engine::new(&plan, Publisher::default()).run();
+        let mut last_by_node: BTreeMap<NodeIdx, u64> = BTreeMap::new();
+        let mut published = 0;
+        let mut batched = 0;
+        for (node, at, changes) in &policy.published {
+            assert_eq!(
+                *at - changes[0],
+                wait_us,
+                "node {node} at {at}: {changes:?}"
+            );
+            let previous = last_by_node.insert(*node, *at).unwrap_or(0);
+            assert!(
+                changes.iter().all(|&c| c > previous && c <= *at),
+                "node {node}: {changes:?} between {previous} and {at}"
+            );
+            published += changes.len();
+            batched += usize::from(changes.len() > 1);
+        }
+        let unpublished: usize = policy.pending.values().map(Vec::len).sum();
+        assert_eq!(published + unpublished, policy.changes);
+        assert!(published > 100, "{published} changes published");
+        assert!(batched > 0, "changes within one wait share a publication");
+        assert!(
+            policy.received >= policy.published.len(),
+            "peers receive them"
+        );
     }
 
     /// One small orchestrator in `fra`, busy most of the time, called from

@@ -68,7 +68,7 @@ impl Default for GatemeshParams {
 /// What gatemesh nodes send each other.
 #[derive(Debug)]
 pub enum GmMessage {
-    /// Changed observation records (a gossip round).
+    /// Changed observation records (one publication).
     Records(Vec<ObservationRecord>),
     /// Jobs in flight, sent at once (the mesh's load stream; the sender is
     /// the stream's authenticated peer).
@@ -365,7 +365,7 @@ impl RoutingPolicy for GatemeshPolicy {
             .collect()
     }
 
-    fn gossip_tick(&mut self, node: NodeIdx, now: SimTime) -> Option<Rc<Self::Gossip>> {
+    fn tick(&mut self, node: NodeIdx, now: SimTime) {
         let now = now_ms(now);
         let params = self.params.clone();
         let n = &mut self.nodes[node];
@@ -380,6 +380,14 @@ impl RoutingPolicy for GatemeshPolicy {
             n.board.expire(now);
             n.last_expire_ms = now;
         }
+    }
+
+    fn has_changes(&self, node: NodeIdx) -> bool {
+        self.nodes[node].view.has_dirty()
+    }
+
+    fn publish(&mut self, node: NodeIdx, _now: SimTime) -> Option<Rc<Self::Gossip>> {
+        let n = &mut self.nodes[node];
         let dirty = n.view.take_dirty();
         if dirty.is_empty() {
             return None;

@@ -163,19 +163,22 @@ pub struct Workload {
 /// How observations travel between nodes (the gossip model).
 #[derive(Debug, Clone, Serialize)]
 pub struct Propagation {
-    /// Each node sends its changed records every this many ms (the node's
-    /// 50 ms publish coalescing; a change waits 0–50 ms here, up to and,
-    /// on an idle node, exactly 50 ms in the node).
-    pub gossip_interval_ms: f64,
+    /// A node publishes its changed records this many ms after the first
+    /// change since its last publication, as the node does
+    /// (`PUBLISH_COALESCE`: wait for a change, sleep 50 ms, publish what
+    /// changed meanwhile). Also the period of the node's housekeeping and
+    /// of the repair of a lost delivery.
+    pub publish_coalesce_ms: f64,
     /// Median extra delay of one delivery, on top of the one-way network delay.
     pub delay_median_ms: f64,
     /// Log-space standard deviation of that delay.
     pub delay_sigma: f64,
-    /// Chance that one delivery is lost; repaired one round later (in the
-    /// node, chitchat's anti-entropy repairs a lost push within ~200 ms).
+    /// Chance that one delivery is lost; repaired `publish_coalesce_ms`
+    /// later (in the node, chitchat's anti-entropy repairs a lost push
+    /// within ~200 ms).
     pub loss: f64,
     /// Median extra delay of a direct message (a load announcement sent at
-    /// once on its own stream, not in a gossip round), on top of the one-way
+    /// once on its own stream, not coalesced with others), on top of the one-way
     /// network delay.
     pub direct_median_ms: f64,
     /// Log-space standard deviation of that delay.
@@ -183,8 +186,8 @@ pub struct Propagation {
 }
 
 /// Median extra delay of a record delivery (see [`Propagation`]): the node
-/// coalesces changed records for up to 50 ms (the gossip round here) and
-/// then pushes them to every peer on their own streams (`mesh` direct push;
+/// coalesces changed records for 50 ms after the first change
+/// ([`Propagation::publish_coalesce_ms`]) and then pushes them to every peer on their own streams (`mesh` direct push;
 /// chitchat gossip is only the backstop). Calibrated against the mesh on
 /// loopback (`tests/tests/cluster_measure.rs`, 9 in-process nodes, debug
 /// build, 200 writes, polled every 5 ms): visible on all other nodes after
@@ -329,7 +332,7 @@ impl SimConfig {
                 service_sigma: 0.08,
             },
             propagation: Propagation {
-                gossip_interval_ms: 50.0,
+                publish_coalesce_ms: 50.0,
                 delay_median_ms: RECORD_PUSH_MEDIAN_MS,
                 delay_sigma: RECORD_PUSH_SIGMA,
                 loss: 0.01,

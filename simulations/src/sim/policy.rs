@@ -118,20 +118,32 @@ pub trait RoutingPolicy {
         Vec::new()
     }
 
-    /// Gossip round on `node`: what it sends to every peer, if anything.
-    fn gossip_tick(&mut self, _node: NodeIdx, _now: SimTime) -> Option<Rc<Self::Gossip>> {
+    /// Periodic housekeeping on `node` (every
+    /// [`super::model::Propagation::publish_coalesce_ms`]).
+    fn tick(&mut self, _node: NodeIdx, _now: SimTime) {}
+
+    /// Whether `node` has changed records to publish.
+    fn has_changes(&self, _node: NodeIdx) -> bool {
+        false
+    }
+
+    /// `node`'s changed records, taken, for every peer (the engine calls it
+    /// [`super::model::Propagation::publish_coalesce_ms`] after
+    /// [`Self::has_changes`] first said so).
+    fn publish(&mut self, _node: NodeIdx, _now: SimTime) -> Option<Rc<Self::Gossip>> {
         None
     }
 
-    /// What `node` sends to every peer at once, outside gossip rounds (load
+    /// What `node` sends to every peer at once, outside publications (load
     /// announcements). The engine asks after each of the node's picks and
-    /// attempt ends and at each gossip tick; deliveries take the one-way
+    /// attempt ends and at each housekeeping tick; deliveries take the one-way
     /// network delay plus [`super::model::Propagation::direct_median_ms`].
     fn direct_message(&mut self, _node: NodeIdx, _now: SimTime) -> Option<Rc<Self::Gossip>> {
         None
     }
 
-    /// Whether this policy gossips at all (the engine skips gossip rounds otherwise).
+    /// Whether this policy gossips at all (the engine skips housekeeping
+    /// ticks and publications otherwise).
     fn gossips(&self) -> bool {
         false
     }

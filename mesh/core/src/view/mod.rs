@@ -221,6 +221,11 @@ impl View {
         self.records().filter(|r| r.observer == self.local)
     }
 
+    /// Whether a local record changed since the last [`Self::take_dirty`].
+    pub fn has_dirty(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
     /// Orchestrators whose local record changed since the last call, for the
     /// gossip layer to publish.
     pub fn take_dirty(&mut self) -> Vec<OrchestratorId> {
