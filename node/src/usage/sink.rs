@@ -577,6 +577,22 @@ mod tests {
         }
     }
 
+    /// Starts the sink on `log` with [`options`]; send `true` to stop it.
+    fn spawn_sink(
+        log: &UsageLog,
+        url: url::Url,
+        metrics: &api::Metrics,
+    ) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+        let (stop_tx, stop) = watch::channel(false);
+        let task = tokio::spawn(run(
+            log.clone(),
+            options(url),
+            metrics.usage().clone(),
+            stop,
+        ));
+        (stop_tx, task)
+    }
+
     /// Runs the sink until the cursor reaches `seq` (bounded wait).
     async fn push_until(
         log: &UsageLog,
@@ -585,13 +601,7 @@ mod tests {
         metrics: &api::Metrics,
         seq: u64,
     ) {
-        let (stop_tx, stop) = watch::channel(false);
-        let task = tokio::spawn(run(
-            log.clone(),
-            options(url),
-            metrics.usage().clone(),
-            stop,
-        ));
+        let (stop_tx, task) = spawn_sink(log, url, metrics);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while read_cursor(dir) < seq {
             assert!(
@@ -670,13 +680,7 @@ mod tests {
             }
         })
         .await;
-        let (stop_tx, stop) = watch::channel(false);
-        let task = tokio::spawn(run(
-            log.clone(),
-            options(url),
-            metrics.usage().clone(),
-            stop,
-        ));
+        let (stop_tx, task) = spawn_sink(&log, url, &metrics);
         // It skips the first records one by one, then holds the next.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !metrics
