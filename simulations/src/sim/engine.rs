@@ -150,7 +150,12 @@ struct NodeState {
 
 struct Job {
     arrival: SimTime,
+    /// The node the client called; the answer goes back through it.
     node: NodeIdx,
+    /// The node running the job: `node`, or the node it was forwarded to.
+    handler: NodeIdx,
+    /// One-way delay between `node` and `handler`, ms (0 unless forwarded).
+    hop_ms: f64,
     tried: Vec<OrchIdx>,
     done: bool,
 }
@@ -445,6 +450,8 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
         self.jobs.push(Job {
             arrival: self.now,
             node,
+            handler: node,
+            hop_ms: 0.0,
             tried: Vec::new(),
             done: false,
         });
@@ -460,10 +467,13 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
         let region = self.plan.config.topology.nodes[j.node].region;
         self.log.jobs.push(JobRecord {
             arrival_us: j.arrival.0,
-            end_us: self.now.0,
+            // A forwarded job's answer (or failure) goes back through the
+            // client's node.
+            end_us: self.now.0 + us(j.hop_ms),
             region: region as u8,
             served_by: served_by.map(|o| o as u16),
             attempts: j.tried.len() as u16,
+            forwarded: j.handler != j.node,
         });
     }
 
@@ -472,9 +482,12 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
     fn try_job(&mut self, job: JobIdx) {
         let (node, arrival, done, attempts) = {
             let j = &self.jobs[job];
-            (j.node, j.arrival, j.done, j.tried.len() as u32)
+            (j.handler, j.arrival, j.done, j.tried.len() as u32)
         };
         if done || !self.nodes[node].up {
+            return;
+        }
+        if self.forward_if_due(job) {
             return;
         }
         let retry = &self.plan.config.retry;
@@ -506,6 +519,49 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
                 self.start_discovery(node);
             }
         }
+    }
+
+    /// Gatemesh's last resort: after the policy's number of failed attempts
+    /// on the client's node, the job goes to a live, reachable node of the
+    /// nearest other region (the node's `Forwarding::targets` prefers the
+    /// region with the best evidence; nearest stands in for it), once. That
+    /// node goes on with the job's attempts, under the same retry window
+    /// and attempt cap, excluding what was tried (the orchestrators that
+    /// refused are ejected there too by then).
+    fn forward_if_due(&mut self, job: JobIdx) -> bool {
+        let j = &self.jobs[job];
+        if j.handler != j.node
+            || self
+                .policy
+                .forward_after_attempts()
+                .is_none_or(|after| j.tried.len() < after)
+        {
+            return false;
+        }
+        let topo = &self.plan.config.topology;
+        let from = j.node;
+        let here = topo.nodes[from].region;
+        let mut regions: Vec<RegionIdx> = (0..topo.regions.len()).filter(|&r| r != here).collect();
+        regions.sort_by(|&a, &b| {
+            topo.region_rtt_ms[here][a]
+                .total_cmp(&topo.region_rtt_ms[here][b])
+                .then(a.cmp(&b))
+        });
+        let Some(to) = regions.iter().find_map(|&r| {
+            let live: Vec<NodeIdx> = topo
+                .nodes_in(r)
+                .filter(|&n| self.reaches(from, n))
+                .collect();
+            (!live.is_empty()).then(|| live[job % live.len()])
+        }) else {
+            return false;
+        };
+        let hop_ms = topo.node_to_node_rtt_ms(from, to) / 2.0;
+        let j = &mut self.jobs[job];
+        j.handler = to;
+        j.hop_ms = hop_ms;
+        self.schedule(self.now.plus_us(us(hop_ms)), Event::TryJob(job));
+        true
     }
 
     /// Whether a message from `node` can reach `peer` now (another node,
@@ -620,8 +676,12 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
         }
     }
 
-    fn record_pick(&mut self, node: NodeIdx, orch: OrchIdx) {
+    /// Judges a pick by the job's client node (`origin`): its true expected
+    /// latency through the node that sends it (`handler`, `hop_ms` away)
+    /// against the best orchestrator the client's node could have used.
+    fn record_pick(&mut self, handler: NodeIdx, orch: OrchIdx, origin: NodeIdx, hop_ms: f64) {
         let topo = &self.plan.config.topology;
+        let node = origin;
         let region = topo.nodes[node].region;
         let reachable = self.partitions.reachable_from(region, topo.regions.len());
         let mut best = f64::INFINITY;
@@ -632,7 +692,9 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
                 best = best.min(expected);
             }
             if o == orch {
-                chosen = (available, expected);
+                let through_handler =
+                    expected - self.rtt_ms[node][o] + self.rtt_ms[handler][o] + 2.0 * hop_ms;
+                chosen = (available, through_handler);
             }
         }
         let accurate = best
@@ -641,7 +703,7 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
         let o = &self.orchs[orch];
         self.log.picks.push(PickRecord {
             at_us: self.now.0,
-            node: node as u16,
+            node: handler as u16,
             orch: orch as u16,
             accurate,
             accurate_on_arrival: None,
@@ -650,7 +712,8 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
     }
 
     fn send_attempt(&mut self, job: JobIdx, node: NodeIdx, orch: OrchIdx) {
-        self.record_pick(node, orch);
+        let (origin, hop_ms) = (self.jobs[job].node, self.jobs[job].hop_ms);
+        self.record_pick(node, orch, origin, hop_ms);
         let topo = &self.plan.config.topology;
         let rtt_ms = self.rtt_ms[node][orch];
         let attempt = self.attempts.len();
@@ -998,7 +1061,10 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
                 n.waiting.clear();
                 n.inflight.iter_mut().for_each(|c| *c = 0);
                 let open: Vec<JobIdx> = (0..self.jobs.len())
-                    .filter(|&j| !self.jobs[j].done && self.jobs[j].node == node)
+                    .filter(|&j| {
+                        let j = &self.jobs[j];
+                        !j.done && (j.node == node || j.handler == node)
+                    })
                     .collect();
                 for job in open {
                     self.finish_job(job, None);
@@ -1021,7 +1087,7 @@ mod tests {
 
     use super::*;
     use crate::sim::model::Size;
-    use crate::sim::scenario::Scenario;
+    use crate::sim::scenario::{Fault, Scenario};
 
     /// Every node sends every attempt to orchestrator 0 and remembers how
     /// each ended, by (node, send time).
@@ -1124,6 +1190,110 @@ mod tests {
         assert!(
             policy.received >= policy.published.len(),
             "peers receive them"
+        );
+    }
+
+    /// Tries the orchestrators of the picking node's own region in order,
+    /// then nothing; optionally forwards after `forward_after` failures.
+    struct HomeOnly {
+        regions: Vec<RegionIdx>,
+        node_regions: Vec<RegionIdx>,
+        forward_after: Option<usize>,
+        /// (client's region, serving orchestrator's region) of each success.
+        served: Vec<(RegionIdx, RegionIdx)>,
+        picks_by_node: BTreeMap<NodeIdx, usize>,
+    }
+
+    impl RoutingPolicy for HomeOnly {
+        type Gossip = ();
+        fn name(&self) -> &'static str {
+            "home-only"
+        }
+        fn pick(&mut self, input: &PickInput<'_>, _: &mut SimRng) -> PickDecision {
+            *self.picks_by_node.entry(input.node).or_default() += 1;
+            let here = self.node_regions[input.node];
+            (0..self.regions.len())
+                .find(|&o| self.regions[o] == here && !input.tried.contains(&o))
+                .map_or(PickDecision::Wait, PickDecision::Send)
+        }
+        fn on_attempt_end(&mut self, node: NodeIdx, _: SimTime, report: &AttemptReport) {
+            if report.result.is_ok() {
+                self.served
+                    .push((self.node_regions[node], self.regions[report.orch]));
+            }
+        }
+        fn on_discovery(&mut self, _: NodeIdx, _: SimTime, _: &[ProbeResult]) {}
+        fn on_node_restart(&mut self, _: NodeIdx, _: SimTime) {}
+        fn forward_after_attempts(&self) -> Option<usize> {
+            self.forward_after
+        }
+    }
+
+    /// Every `fra` orchestrator is down from the start. A policy that
+    /// forwards hands each `fra` job to a node of the nearest region after
+    /// its failed attempts there, which serves it; one that does not fails
+    /// every `fra` job.
+    #[test]
+    fn a_job_is_forwarded_after_the_policys_failed_attempts() {
+        let size = Size {
+            nodes_per_region: 1,
+            orchestrators: 6,
+            duration_s: 10.0,
+            jobs_per_s: 6.0,
+        };
+        let mut plan = Plan::new(Scenario::Steady, size, 9);
+        let topo = &plan.config.topology;
+        let fra: Vec<OrchIdx> = topo.orchestrators_in(0).collect();
+        assert_eq!(fra.len(), 2);
+        plan.faults = fra
+            .iter()
+            .map(|&o| Fault {
+                at: SimTime::ZERO,
+                action: FaultAction::OrchDown(o),
+            })
+            .collect();
+        let policy = |forward_after| HomeOnly {
+            regions: topo.orchestrators.iter().map(|o| o.region).collect(),
+            node_regions: topo.nodes.iter().map(|n| n.region).collect(),
+            forward_after,
+            served: Vec::new(),
+            picks_by_node: BTreeMap::new(),
+        };
+        let (log, forwarding) = Engine::new(&plan, policy(Some(2))).run();
+        let fra_jobs: Vec<&JobRecord> = log.jobs.iter().filter(|j| j.region == 0).collect();
+        assert!(fra_jobs.len() > 20, "{} fra jobs", fra_jobs.len());
+        for job in &fra_jobs {
+            assert!(job.forwarded, "{job:?}");
+            let served_by = job.served_by.expect("served after forwarding");
+            assert_ne!(topo.orchestrators[served_by as usize].region, 0);
+            // Two refusals at home, the trip to lax and back (150 ms), the
+            // job there: more than a round trip between the regions.
+            assert!(job.end_us - job.arrival_us > 150_000, "{job:?}");
+        }
+        let nearest = if topo.region_rtt_ms[0][1] <= topo.region_rtt_ms[0][2] {
+            1
+        } else {
+            2
+        };
+        assert!(forwarding.served.iter().filter(|s| s.0 == 0).count() == 0);
+        assert!(
+            forwarding.served.iter().any(|s| s.1 == nearest),
+            "forwarded jobs run in the nearest region"
+        );
+        assert!(
+            log.jobs
+                .iter()
+                .filter(|j| j.region != 0)
+                .all(|j| !j.forwarded)
+        );
+
+        let (log, _) = Engine::new(&plan, policy(None)).run();
+        let fra_jobs: Vec<&JobRecord> = log.jobs.iter().filter(|j| j.region == 0).collect();
+        assert!(
+            fra_jobs
+                .iter()
+                .all(|j| !j.forwarded && j.served_by.is_none()),
+            "without forwarding every fra job fails"
         );
     }
 

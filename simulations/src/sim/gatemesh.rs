@@ -46,6 +46,10 @@ pub struct GatemeshParams {
     pub expire_after_ms: u64,
     /// Remote HLCs more than this ahead are refused.
     pub max_drift_ms: u64,
+    /// Failed attempts on the client's node before the job is forwarded
+    /// to a node of another region (the node's `[jobs] max_attempts`,
+    /// default 5).
+    pub forward_after_attempts: usize,
     /// Routing knobs, passed to `mesh_core::route::pick_with` unchanged
     /// (default: `RouteConfig::default()`, what `pick` uses in production).
     pub route: RouteConfig,
@@ -60,6 +64,7 @@ impl Default for GatemeshParams {
             refresh_local_ms: 10_000,
             expire_after_ms: 30_000,
             max_drift_ms: mesh_core::hlc::DEFAULT_MAX_DRIFT_MS,
+            forward_after_attempts: 5,
             route: RouteConfig::default(),
         }
     }
@@ -346,6 +351,10 @@ impl RoutingPolicy for GatemeshPolicy {
 
     fn poll_interval_ms(&self) -> Option<f64> {
         Some(self.params.probe_interval_ms)
+    }
+
+    fn forward_after_attempts(&self) -> Option<usize> {
+        Some(self.params.forward_after_attempts)
     }
 
     fn gossips(&self) -> bool {

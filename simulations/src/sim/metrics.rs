@@ -18,6 +18,8 @@ pub struct JobRecord {
     pub served_by: Option<u16>,
     /// Attempts made.
     pub attempts: u16,
+    /// Handed to a node of another region.
+    pub forwarded: bool,
 }
 
 /// One routing decision that sent an attempt.
@@ -96,6 +98,9 @@ pub struct RunMetrics {
     pub propagation_p50_ms: Option<f64>,
     /// See `propagation_p50_ms`.
     pub propagation_p99_ms: Option<f64>,
+    /// Counted jobs handed to a node of another region (gatemesh's last
+    /// resort).
+    pub forwarded: u64,
     /// Events the run processed.
     pub events: u64,
 }
@@ -196,6 +201,7 @@ pub fn summarize(plan: &Plan, policy: &str, log: &RunLog) -> RunMetrics {
             counted.iter().map(|j| f64::from(j.attempts)).sum::<f64>() / counted.len() as f64
         },
         over_cap_picks: picks.iter().filter(|p| p.over_cap).count() as u64,
+        forwarded: counted.iter().filter(|j| j.forwarded).count() as u64,
         avoid_ms: None,
         target_share_after_2s: None,
         post_fault_p99_ms: None,

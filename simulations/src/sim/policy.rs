@@ -142,6 +142,13 @@ pub trait RoutingPolicy {
         None
     }
 
+    /// After this many failed attempts on the node the client called, the
+    /// job is handed to a node of another region, which goes on with it
+    /// (gatemesh's last resort; `None`: never).
+    fn forward_after_attempts(&self) -> Option<usize> {
+        None
+    }
+
     /// Whether this policy gossips at all (the engine skips housekeeping
     /// ticks and publications otherwise).
     fn gossips(&self) -> bool {

@@ -409,6 +409,7 @@ fn aggregate(scenario: Scenario, seeds: u64, reports: &[ScenarioReport]) -> Swee
                 oscillations: Some(col.iter().filter_map(|m| m.oscillations).sum()),
                 propagation_p50_ms: avg_opt(&|m| m.propagation_p50_ms),
                 propagation_p99_ms: avg_opt(&|m| m.propagation_p99_ms),
+                forwarded: col.iter().map(|m| m.forwarded).sum(),
                 events: col.iter().map(|m| m.events).sum(),
             }
         })
