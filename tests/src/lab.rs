@@ -58,7 +58,8 @@ pub struct LabSpec {
     /// Nodes (by name) the lab does not start in this process: the test runs
     /// them itself, e.g. as [`ProcessNode`]s.
     pub external: Vec<String>,
-    /// Extra TOML lines: (region or `None` for all, section, line).
+    /// Extra TOML lines: (region or node name, `None` for all; section;
+    /// line).
     pub extra: Vec<(Option<String>, String, String)>,
 }
 
@@ -85,7 +86,8 @@ impl LabSpec {
         Self::new(&REGIONS, 2, 2)
     }
 
-    /// Adds `line` to `[section]` of the nodes of `region` (`None`: all).
+    /// Adds `line` to `[section]` of the nodes of `region`, or of the node
+    /// so named (`None`: all).
     /// Section `tables` is the end of the file, where a line may open
     /// tables of its own (`[[keys]]`, `[pools]`). In any line,
     /// `@orchestrator:R:I@` becomes the URL of region R's I-th orchestrator.
@@ -335,7 +337,10 @@ impl Lab {
         let extra = |section: &str| {
             let mut text = String::new();
             for (r, s, line) in &self.spec.extra {
-                if s == section && r.as_ref().is_none_or(|r| r == member.region.as_str()) {
+                if s == section
+                    && r.as_ref()
+                        .is_none_or(|r| r == member.region.as_str() || r == member.name.as_str())
+                {
                     let _ = writeln!(text, "{line}");
                 }
             }

@@ -284,6 +284,80 @@ async fn a_job_is_forwarded_to_another_region_when_none_of_its_orchestrators_is_
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_jobs_go_to_the_nodes_that_run_our_routing_configuration() -> anyhow::Result<()> {
+    // As above, fra forwards every job; lax-1 and sin-1 run another
+    // routing configuration (one more pool), lax-2 and sin-2 ours.
+    let other_pool = "[pools]\nelsewhere = [\"https://orch-9.example.net:8935\"]";
+    let mut spec = LabSpec::three_regions()
+        .line(Some("fra"), "jobs", "max_attempts = 1")
+        .line(Some("lax-1"), "tables", other_pool)
+        .line(Some("sin-1"), "tables", other_pool);
+    spec.get_orchestrator_timeout_ms = 500;
+    let lab = lab(spec).await?;
+    let index = |name: &str| lab.index_of(name).with_context(|| name.to_owned());
+    let fra_1 = index("fra-1")?;
+    let (lax_1, lax_2, sin_1, sin_2) = (
+        index("lax-1")?,
+        index("lax-2")?,
+        index("sin-1")?,
+        index("sin-2")?,
+    );
+    let ours = lab.node(fra_1).cluster().routing_config();
+    ensure!(lab.node(lax_2).cluster().routing_config() == ours);
+    ensure!(lab.node(lax_1).cluster().routing_config() != ours);
+    poll_until(
+        "fra-1 to see that lax-1 and sin-1 run another configuration",
+        Duration::from_secs(10),
+        || {
+            lab.node(fra_1)
+                .cluster()
+                .metrics()
+                .encode()
+                .contains("\ngatemesh_mesh_config_mismatched_peers 2\n")
+        },
+    )
+    .await?;
+    for orchestrator in lab.orchestrators(0) {
+        orchestrator.crash().await;
+    }
+    cut_fra_off(&lab, |_, _| 0);
+    wait_ejected(&lab, fra_1, 0).await?;
+
+    for n in 0..JOBS {
+        let response = lab
+            .post_json(
+                fra_1,
+                "/text-to-image",
+                &json!({ "prompt": format!("same rules {n}") }),
+            )
+            .send()
+            .await?;
+        let answer = JobAnswer::read(response).await?;
+        ensure!(
+            answer.status == 200,
+            "job {n}: {} {}",
+            answer.status,
+            answer.body
+        );
+    }
+    let served = |i: usize| lab.mesh(i).stats().forwards_served_total;
+    ensure!(
+        served(lax_1) == 0 && served(sin_1) == 0,
+        "nodes with another configuration ran forwarded jobs: lax-1 {}, sin-1 {}",
+        served(lax_1),
+        served(sin_1)
+    );
+    ensure!(
+        served(lax_2) + served(sin_2) >= JOBS as u64,
+        "lax-2 ran {}, sin-2 {} of {JOBS} forwarded jobs",
+        served(lax_2),
+        served(sin_2)
+    );
+    lab.shutdown().await;
+    Ok(())
+}
+
 /// The premium tenant's key in the tier test.
 const PREMIUM_KEY: &str = "premium-tenant-key-0123456789";
 
