@@ -326,7 +326,8 @@ impl NodeConfig {
     /// or left implicit give the same digest). 16 hex digits of SHA-256 over
     /// their debug form: equal on nodes of one version with equal settings;
     /// nodes of different versions may differ although their files agree.
-    /// Published to the mesh so that nodes can tell when a forwarded job
+    /// Published to the mesh (of the settings in force, after a reload that
+    /// applied only in part) so that nodes can tell when a forwarded job
     /// would run under other rules than the caller's node applies.
     pub fn routing_digest(&self) -> String {
         use sha2::{Digest, Sha256};

@@ -630,7 +630,7 @@ async fn start_cluster(
 /// Applies each reloaded configuration to the price caps and capability
 /// declaration and to the rate cards; a part that does not compile keeps its
 /// running value (the reload itself was already validated). Then publishes
-/// the routing configuration's new digest.
+/// the digest of the routing configuration now in force.
 fn follow_reloads(
     mut configs: watch::Receiver<Arc<NodeConfig>>,
     offering: Arc<offer::Offering>,
@@ -638,16 +638,76 @@ fn follow_reloads(
     cluster: Cluster,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let mut in_force: NodeConfig = (**configs.borrow()).clone();
         while configs.changed().await.is_ok() {
             let config = configs.borrow_and_update().clone();
-            if let Err(error) = offering.apply(&config) {
-                tracing::warn!(%error, "reload: price caps and offer kept");
-            }
-            match usage::rate_cards_from_config(&config.rate_cards) {
-                Ok(cards) => usage.apply(cards),
-                Err(error) => tracing::warn!(%error, "reload: rate cards kept"),
-            }
-            cluster.set_routing_config(config.routing_digest()).await;
+            let offer_applied = match offering.apply(&config) {
+                Ok(()) => true,
+                Err(error) => {
+                    tracing::warn!(%error, "reload: price caps and offer kept");
+                    false
+                }
+            };
+            let rate_cards_applied = match usage::rate_cards_from_config(&config.rate_cards) {
+                Ok(cards) => {
+                    usage.apply(cards);
+                    true
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "reload: rate cards kept");
+                    false
+                }
+            };
+            in_force = routing_in_force(&config, &in_force, offer_applied, rate_cards_applied);
+            cluster.set_routing_config(in_force.routing_digest()).await;
         }
     })
+}
+
+/// The routing configuration in force after a reload of `loaded`: its
+/// sections, except those that did not apply, which keep `previous`'s.
+/// (`[[offer]]`, `[pools]` and `[pricing]` compile into one policy, applied
+/// whole or not at all; tenant limits always apply.)
+fn routing_in_force(
+    loaded: &NodeConfig,
+    previous: &NodeConfig,
+    offer_applied: bool,
+    rate_cards_applied: bool,
+) -> NodeConfig {
+    let mut in_force = loaded.clone();
+    if !offer_applied {
+        in_force.offer = previous.offer.clone();
+        in_force.pools = previous.pools.clone();
+        in_force.pricing = previous.pricing.clone();
+    }
+    if !rate_cards_applied {
+        in_force.rate_cards = previous.rate_cards.clone();
+    }
+    in_force
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_digest_of_a_partly_applied_reload_is_that_of_what_is_in_force() {
+        let base = "[node]\nname = \"a\"\nregion = \"fra\"\n";
+        let previous = NodeConfig::parse(base).unwrap();
+        let loaded = NodeConfig::parse(&format!(
+            "{base}[pools]\ngold = [\"https://orch-1.example.net:8935\"]\n\
+             [[rate_cards]]\npipeline = \"llm\"\nunit = \"run\"\nprice_usd = \"0.01\"\n"
+        ))
+        .unwrap();
+        let digest =
+            |offer, cards| routing_in_force(&loaded, &previous, offer, cards).routing_digest();
+        assert_eq!(digest(true, true), loaded.routing_digest());
+        assert_eq!(digest(false, false), previous.routing_digest());
+        // The pool did not apply, the rate card did: neither file's digest.
+        let mut expected = previous.clone();
+        expected.rate_cards = loaded.rate_cards.clone();
+        assert_eq!(digest(false, true), expected.routing_digest());
+        assert_ne!(digest(false, true), loaded.routing_digest());
+        assert_ne!(digest(false, true), previous.routing_digest());
+    }
 }
