@@ -70,6 +70,11 @@ pub struct NodeConfig {
     /// the node watches it for hot reloads. `None` when parsed from text.
     #[serde(skip)]
     pub source_path: Option<PathBuf>,
+    /// SHA-256 of the text that was loaded: the hot-reload watcher starts
+    /// from it, so a change made between loading and watching is not
+    /// missed. `None` when parsed from text.
+    #[serde(skip)]
+    pub source_sha256: Option<[u8; 32]>,
 }
 
 /// One `[[tenants]]` entry: a tenant's limits. Money is an exact decimal
@@ -355,6 +360,10 @@ impl NodeConfig {
             other => other,
         })?;
         config.source_path = Some(path.to_owned());
+        config.source_sha256 = Some({
+            use sha2::{Digest, Sha256};
+            Sha256::digest(text.as_bytes()).into()
+        });
         Ok(config)
     }
 

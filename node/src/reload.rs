@@ -34,9 +34,11 @@ pub fn spawn(
     watch::Receiver<Arc<NodeConfig>>,
     tokio::task::JoinHandle<()>,
 ) {
+    // From the text the running configuration was loaded from, not the
+    // file as it is now: an edit made since is then seen at the first tick.
+    let mut last_hash = initial.source_sha256.or_else(|| content_hash(&path));
     let (tx, rx) = watch::channel(initial);
     let task = tokio::spawn(async move {
-        let mut last_hash = content_hash(&path);
         #[cfg(unix)]
         let mut hangup =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -102,4 +104,31 @@ pub fn keep_restart_only(mut new: NodeConfig, old: &NodeConfig) -> NodeConfig {
 
 fn content_hash(path: &std::path::Path) -> Option<[u8; 32]> {
     std::fs::read(path).ok().map(|b| Sha256::digest(&b).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The file changes after it was loaded but before the watcher starts
+    /// (the node builds its listeners and mesh in between): the change is
+    /// applied at the first tick, not missed until the next edit.
+    #[tokio::test]
+    async fn an_edit_made_before_the_watcher_started_is_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        let base = "[node]\nname = \"a\"\nregion = \"fra\"\n";
+        std::fs::write(&path, base).unwrap();
+        let loaded = NodeConfig::load(&path).unwrap();
+        std::fs::write(&path, format!("{base}[jobs]\nmax_attempts = 2\n")).unwrap();
+        let (stop_tx, stop) = watch::channel(false);
+        let (mut updates, task) = spawn(path, Arc::new(loaded), api::Metrics::new(), stop);
+        tokio::time::timeout(WATCH_PERIOD * 5, updates.changed())
+            .await
+            .expect("the edit is applied")
+            .unwrap();
+        assert_eq!(updates.borrow().jobs.max_attempts, 2);
+        let _ = stop_tx.send(true);
+        task.await.unwrap();
+    }
 }
