@@ -340,10 +340,7 @@ impl NodeConfig {
             "{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
             self.offer, self.pools, self.pricing, self.tenants, self.rate_cards
         );
-        Sha256::digest(text.as_bytes())[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::auth::hex(&Sha256::digest(text.as_bytes())[..8])
     }
 
     /// Reads and validates a TOML file.
