@@ -59,7 +59,7 @@ enum Event<G> {
         results: Vec<ProbeResult>,
     },
     /// Housekeeping and load refresh, every `publish_coalesce_ms`.
-    GossipTick {
+    Housekeeping {
         node: NodeIdx,
         epoch: u32,
     },
@@ -315,7 +315,7 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
             let offset = self.plan.config.propagation.publish_coalesce_ms * node as f64 / n;
             self.schedule(
                 self.now.plus_us(us(offset)),
-                Event::GossipTick { node, epoch },
+                Event::Housekeeping { node, epoch },
             );
         }
         if let Some(interval_ms) = self.policy.poll_interval_ms() {
@@ -395,7 +395,7 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
                     self.note_changes(node);
                 }
             }
-            Event::GossipTick { node, epoch } => self.on_gossip_tick(node, epoch),
+            Event::Housekeeping { node, epoch } => self.on_housekeeping(node, epoch),
             Event::Publish { node, epoch } => self.on_publish(node, epoch),
             Event::Deliver { to, epoch, msg } => {
                 if self.nodes[to].up && self.nodes[to].epoch == epoch {
@@ -425,21 +425,7 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
         self.schedule_next_arrival();
         // The client's load balancer sends it to a live node of its region,
         // or of the nearest region with one.
-        let mut regions: Vec<RegionIdx> = (0..topo.regions.len()).collect();
-        regions.sort_by(|&a, &b| {
-            let da = if a == region {
-                0.0
-            } else {
-                topo.region_rtt_ms[region][a]
-            };
-            let db = if b == region {
-                0.0
-            } else {
-                topo.region_rtt_ms[region][b]
-            };
-            da.total_cmp(&db).then(a.cmp(&b))
-        });
-        let Some(live) = regions.iter().find_map(|&r| {
+        let Some(live) = self.regions_by_distance(region).into_iter().find_map(|r| {
             let live: Vec<NodeIdx> = topo.nodes_in(r).filter(|&n| self.nodes[n].up).collect();
             (!live.is_empty()).then_some(live)
         }) else {
@@ -540,14 +526,8 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
         }
         let topo = &self.plan.config.topology;
         let from = j.node;
-        let here = topo.nodes[from].region;
-        let mut regions: Vec<RegionIdx> = (0..topo.regions.len()).filter(|&r| r != here).collect();
-        regions.sort_by(|&a, &b| {
-            topo.region_rtt_ms[here][a]
-                .total_cmp(&topo.region_rtt_ms[here][b])
-                .then(a.cmp(&b))
-        });
-        let Some(to) = regions.iter().find_map(|&r| {
+        let others = self.regions_by_distance(topo.nodes[from].region);
+        let Some(to) = others[1..].iter().find_map(|&r| {
             let live: Vec<NodeIdx> = topo
                 .nodes_in(r)
                 .filter(|&n| self.reaches(from, n))
@@ -562,6 +542,22 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
         j.hop_ms = hop_ms;
         self.schedule(self.now.plus_us(us(hop_ms)), Event::TryJob(job));
         true
+    }
+
+    /// Every region, `region` first, then the others by round trip from it
+    /// (ties by index).
+    fn regions_by_distance(&self, region: RegionIdx) -> Vec<RegionIdx> {
+        let topo = &self.plan.config.topology;
+        let distance = |r: RegionIdx| {
+            if r == region {
+                0.0
+            } else {
+                topo.region_rtt_ms[region][r]
+            }
+        };
+        let mut regions: Vec<RegionIdx> = (0..topo.regions.len()).collect();
+        regions.sort_by(|&a, &b| distance(a).total_cmp(&distance(b)).then(a.cmp(&b)));
+        regions
     }
 
     /// Whether a message from `node` can reach `peer` now (another node,
@@ -681,19 +677,18 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
     /// against the best orchestrator the client's node could have used.
     fn record_pick(&mut self, handler: NodeIdx, orch: OrchIdx, origin: NodeIdx, hop_ms: f64) {
         let topo = &self.plan.config.topology;
-        let node = origin;
-        let region = topo.nodes[node].region;
+        let region = topo.nodes[origin].region;
         let reachable = self.partitions.reachable_from(region, topo.regions.len());
         let mut best = f64::INFINITY;
         let mut chosen = (false, 0.0);
         for o in 0..self.orchs.len() {
-            let (available, expected) = self.truth(node, o, &reachable);
+            let (available, expected) = self.truth(origin, o, &reachable);
             if available {
                 best = best.min(expected);
             }
             if o == orch {
                 let through_handler =
-                    expected - self.rtt_ms[node][o] + self.rtt_ms[handler][o] + 2.0 * hop_ms;
+                    expected - self.rtt_ms[origin][o] + self.rtt_ms[handler][o] + 2.0 * hop_ms;
                 chosen = (available, through_handler);
             }
         }
@@ -908,7 +903,7 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
 
     // ---- gossip --------------------------------------------------------
 
-    fn on_gossip_tick(&mut self, node: NodeIdx, epoch: u32) {
+    fn on_housekeeping(&mut self, node: NodeIdx, epoch: u32) {
         if !self.nodes[node].up || self.nodes[node].epoch != epoch || self.now >= self.end {
             return;
         }
@@ -916,7 +911,7 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
         let interval_us = us(prop.publish_coalesce_ms);
         self.schedule(
             self.now.plus_us(interval_us),
-            Event::GossipTick { node, epoch },
+            Event::Housekeeping { node, epoch },
         );
         self.send_direct(node);
         self.policy.tick(node, self.now);
