@@ -16,6 +16,9 @@ use tokio::time::Instant;
 const SAMPLES: usize = 200;
 const RECORDS_PER_NODE: usize = 50;
 const WINDOW: Duration = Duration::from_secs(5);
+/// Half the idle traffic is gossip rounds, 10 s apart: a window of several
+/// rounds, so that one round more or less does not swing the figure.
+const IDLE_WINDOW: Duration = Duration::from_secs(60);
 
 fn orch(k: usize) -> OrchestratorId {
     OrchestratorId::parse(&format!("https://127.0.0.1:{}", 41_000 + k)).expect("valid id")
@@ -47,11 +50,11 @@ async fn measure_cluster() -> anyhow::Result<()> {
 
     // Idle gossip.
     let before = bytes_sent(&lab);
-    tokio::time::sleep(WINDOW).await;
+    tokio::time::sleep(IDLE_WINDOW).await;
     let idle: Vec<u64> = bytes_sent(&lab)
         .iter()
         .zip(&before)
-        .map(|(a, b)| (a - b) / WINDOW.as_secs())
+        .map(|(a, b)| (a - b) / IDLE_WINDOW.as_secs())
         .collect();
     rows.push((
         "gossip+push bytes/s per node, idle (9 nodes)".into(),
