@@ -399,6 +399,7 @@ pub(crate) fn frame_name(frame: &Frame) -> &'static str {
         Frame::ResponseEnd => "ResponseEnd",
         Frame::ResponseError { .. } => "ResponseError",
         Frame::Load { .. } => "Load",
+        Frame::Heartbeat { .. } => "Heartbeat",
     }
 }
 

@@ -91,6 +91,15 @@ pub enum Frame {
         /// The encoded announcement.
         bytes: Vec<u8>,
     },
+    /// The sender is alive (uni stream, every `heartbeat_interval_ms` to
+    /// every known peer): the failure detector's only input. The sender is
+    /// the certificate identity; the generation tells its incarnations
+    /// apart. Twelve bytes on the wire. Appended last so the earlier
+    /// variants keep their postcard index.
+    Heartbeat {
+        /// The sender's generation.
+        generation: u64,
+    },
 }
 
 /// One record in a [`Frame::Push`].
@@ -329,6 +338,9 @@ mod tests {
             Frame::Load {
                 bytes: vec![1, 0, 4],
             },
+            Frame::Heartbeat {
+                generation: 1_767_225_600_123,
+            },
         ]
     }
 
@@ -398,6 +410,17 @@ mod tests {
             let _ = decode_body(&bytes);
             let _ = read_frame(&mut &bytes[..], 1024).await;
         }
+    }
+
+    #[test]
+    fn a_heartbeat_is_twelve_bytes() {
+        // The failure detector sends one per peer several times a second:
+        // its size is most of the mesh's idle traffic.
+        let wire = encode(&Frame::Heartbeat {
+            generation: 1_767_225_600_123,
+        })
+        .unwrap();
+        assert_eq!(wire.len(), 12);
     }
 
     #[tokio::test]

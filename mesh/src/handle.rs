@@ -1,5 +1,6 @@
-//! [`Mesh::start`] wires the endpoint, chitchat, the poller, the pusher and
-//! the DNS seed loop together and returns a [`MeshHandle`].
+//! [`Mesh::start`] wires the endpoint, chitchat, the poller, the pusher, the
+//! heartbeat sender and the DNS seed loop together and returns a
+//! [`MeshHandle`].
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -54,8 +55,33 @@ const STREAM_FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `leave()` waits for the departure notices to go out.
 const LEAVE_NOTICE_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// DNS re-resolution period while this node has no reachable peer.
-const DNS_RETRY_WHILE_ALONE: Duration = Duration::from_secs(1);
+/// Heartbeat sends in flight at once (all peers together); beyond it, a
+/// heartbeat is dropped and counted as a dropped gossip send. 256 is many
+/// rounds to peers whose handshakes hang; the next round repairs a drop.
+const MAX_INFLIGHT_HEARTBEATS: usize = 256;
+
+/// Dead peers get a heartbeat only every this many rounds: enough for a
+/// peer that comes back (or heals from a partition) to hear us within
+/// ~1.2 s, without a dial every 300 ms to an address nobody answers.
+const DEAD_PEER_HEARTBEAT_EVERY: u64 = 4;
+
+/// Exchanges asked of chitchat out of turn (a heartbeat from an incarnation
+/// gossip has not brought yet, a member that became reachable), waiting to
+/// be started. A full queue drops: the next heartbeat asks again, and the
+/// rounds carry the rest.
+const GOSSIP_REQUEST_QUEUE: usize = 64;
+
+/// Out-of-turn exchanges with one address at most this often: a member
+/// sending heartbeats under generations nobody lists cannot make us gossip
+/// faster than this.
+const GOSSIP_REQUEST_MIN_GAP: Duration = Duration::from_millis(500);
+
+/// Addresses whose last out-of-turn exchange is remembered (for the gap).
+const MAX_GOSSIP_REQUEST_ADDRS: usize = 1024;
+
+/// How often seeds (static and DNS) are tried while this node has no
+/// reachable peer.
+const SEED_RETRY_WHILE_ALONE: Duration = Duration::from_secs(1);
 
 /// Errors starting the mesh.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +131,8 @@ struct Inner {
 struct Shared {
     local: NodeId,
     gossip_inbound: mpsc::Sender<(SocketAddr, ChitchatMessage)>,
+    /// Addresses to gossip with out of turn (see [`gossip_request_loop`]).
+    gossip_requests: mpsc::Sender<SocketAddr>,
     store: Mutex<RecordStore>,
     tracker: Mutex<MemberTracker>,
     forward_handler: RwLock<Option<ForwardHandler>>,
@@ -140,9 +168,11 @@ impl Mesh {
         let generation = next_generation();
         let stats = Arc::new(Stats::default());
         let (gossip_tx, gossip_rx) = mpsc::channel(membership::GOSSIP_INBOUND_QUEUE);
+        let (requests_tx, requests_rx) = mpsc::channel(GOSSIP_REQUEST_QUEUE);
         let shared = Arc::new(Shared {
             local: identity.node().clone(),
             gossip_inbound: gossip_tx,
+            gossip_requests: requests_tx,
             store: Mutex::new(RecordStore::new()),
             tracker: Mutex::new(MemberTracker::default()),
             forward_handler: RwLock::new(None),
@@ -177,7 +207,21 @@ impl Mesh {
             chitchat_id,
             shared.clone(),
             members_tx,
-            Duration::from_millis(config.dead_after_ms / 2),
+            membership::Silence {
+                suspect_after: Duration::from_millis(config.dead_after_ms / 2),
+                dead_after: Duration::from_millis(config.dead_after_ms),
+            },
+        )));
+        tasks.push(tokio::spawn(heartbeat_loop(
+            generation,
+            endpoint.clone(),
+            members_rx.clone(),
+            shared.stats.clone(),
+            Duration::from_millis(config.heartbeat_interval_ms),
+        )));
+        tasks.push(tokio::spawn(gossip_request_loop(
+            requests_rx,
+            Arc::downgrade(&chitchat),
         )));
         let (push_tx, push_rx) = mpsc::channel(PUSH_QUEUE);
         tasks.push(tokio::spawn(push_loop(
@@ -187,6 +231,14 @@ impl Mesh {
             members_rx.clone(),
             shared.stats.clone(),
         )));
+        if !config.seeds.is_empty() {
+            tasks.push(tokio::spawn(static_seed_loop(
+                config.seeds.clone(),
+                advertise_addr,
+                chitchat.clone(),
+                members_rx.clone(),
+            )));
+        }
         if !config.dns_seeds.is_empty() {
             let resolver = match config.dns_nameserver {
                 Some(addr) => SeedResolver::with_nameserver(addr)?,
@@ -335,15 +387,27 @@ impl MeshHandle {
 
     /// Publishes the digest of this node's routing configuration (opaque to
     /// the mesh; peers see it as [`Member::routing_config`]).
+    /// The change starts a gossip exchange with every reachable peer at
+    /// once, rather than waiting for the rounds to carry it.
     pub async fn set_routing_config(&self, digest: &str) {
-        self.inner
+        let changed = self
+            .inner
             .chitchat
             .with_chitchat(|c| {
-                if c.self_node_state().get(KEY_ROUTING_CONFIG) != Some(digest) {
+                let changed = c.self_node_state().get(KEY_ROUTING_CONFIG) != Some(digest);
+                if changed {
                     c.self_node_state().set(KEY_ROUTING_CONFIG, digest);
                 }
+                changed
             })
             .await;
+        if changed {
+            for member in self.members() {
+                if !member.is_self && member.state.is_reachable() {
+                    self.gossip_with(member.mesh_addr);
+                }
+            }
+        }
     }
 
     /// Sends a load announcement (opaque bytes, at most
@@ -575,6 +639,15 @@ impl Shared {
                 info!(peer = %peer.node, generation, "peer announced departure");
                 lock(&self.tracker).record_leave(peer.node, generation);
             }
+            Frame::Heartbeat { generation } => {
+                let known =
+                    lock(&self.tracker).record_heartbeat(peer.node, generation, Instant::now());
+                if !known {
+                    // Gossip has not brought this incarnation yet: ask it
+                    // directly rather than wait for the rounds.
+                    let _ = self.gossip_requests.try_send(from);
+                }
+            }
             Frame::Load { bytes } => {
                 if bytes.len() > MAX_LOAD_ANNOUNCEMENT_BYTES {
                     self.stats.load_rejected.fetch_add(1, Ordering::Relaxed);
@@ -678,7 +751,7 @@ async fn poll_loop(
     self_id: ChitchatId,
     shared: Arc<Shared>,
     members_tx: watch::Sender<Vec<Member>>,
-    suspect_after: Duration,
+    silence: membership::Silence,
 ) {
     let mut seen_versions: HashMap<ChitchatId, u64> = HashMap::new();
     let mut known_origins: HashSet<NodeId> = HashSet::new();
@@ -690,7 +763,6 @@ async fn poll_loop(
         let mut updates = Vec::new();
         {
             let chitchat = chitchat.lock().await;
-            let live: HashSet<&ChitchatId> = chitchat.live_nodes().collect();
             for (id, state) in chitchat.node_states() {
                 let keys = MEMBER_KEYS
                     .iter()
@@ -700,7 +772,6 @@ async fn poll_loop(
                     id: id.clone(),
                     heartbeat: u64::from(state.heartbeat()),
                     keys,
-                    live: live.contains(id),
                 });
                 if id == &self_id {
                     continue;
@@ -756,7 +827,23 @@ async fn poll_loop(
         }
         known_origins = present;
 
-        let members = lock(&shared.tracker).members(Instant::now(), &self_id, views, suspect_after);
+        let members = lock(&shared.tracker).members(Instant::now(), &self_id, views, silence);
+        // A member that became reachable (joined, or came back from a crash
+        // or a partition) missed what changed meanwhile: exchange state with
+        // it now rather than at the next rounds.
+        {
+            let before = members_tx.borrow();
+            for member in &members {
+                let was_reachable = before.iter().any(|m| {
+                    m.node == member.node
+                        && m.generation == member.generation
+                        && m.state.is_reachable()
+                });
+                if !member.is_self && member.state.is_reachable() && !was_reachable {
+                    let _ = shared.gossip_requests.try_send(member.mesh_addr);
+                }
+            }
+        }
         members_tx.send_if_modified(|current| {
             let differs = current.len() != members.len()
                 || current.iter().zip(&members).any(|(a, b)| {
@@ -842,6 +929,79 @@ async fn push_loop(
     }
 }
 
+/// Sends this node's heartbeat to every known peer each `interval` (to dead
+/// ones every [`DEAD_PEER_HEARTBEAT_EVERY`] rounds; not to those that left).
+/// Each goes on its own uni stream and never waits on the network here.
+async fn heartbeat_loop(
+    generation: u64,
+    endpoint: MeshEndpoint,
+    members: watch::Receiver<Vec<Member>>,
+    stats: Arc<Stats>,
+    interval: Duration,
+) {
+    let Ok(encoded) = frame::encode(&Frame::Heartbeat { generation }) else {
+        return;
+    };
+    let encoded = Bytes::from(encoded);
+    let slots = Arc::new(Semaphore::new(MAX_INFLIGHT_HEARTBEATS));
+    let mut ticker = tokio::time::interval(interval);
+    // After a pause, beat at once (the gap must stay short), then keep time.
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for round in 0u64.. {
+        ticker.tick().await;
+        let peers: Vec<SocketAddr> = members
+            .borrow()
+            .iter()
+            .filter(|m| !m.is_self && m.state != MemberState::Left)
+            .filter(|m| m.state.is_reachable() || round % DEAD_PEER_HEARTBEAT_EVERY == 0)
+            .map(|m| m.mesh_addr)
+            .collect();
+        for addr in peers {
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                stats.gossip_send_dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let endpoint = endpoint.clone();
+            let encoded = encoded.clone();
+            let stats = stats.clone();
+            tokio::spawn(async move {
+                let _slot = slot;
+                match endpoint.send_uni(addr, &encoded).await {
+                    Ok(()) => {
+                        stats
+                            .gossip_bytes_sent
+                            .fetch_add(encoded.len() as u64, Ordering::Relaxed);
+                    }
+                    Err(error) => {
+                        debug!(peer = %addr, %error, "heartbeat failed");
+                        stats.gossip_send_failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Starts the gossip exchanges asked for out of turn, as [`OutOfTurn`]
+/// admits them. Ends with chitchat.
+async fn gossip_request_loop(
+    mut requests: mpsc::Receiver<SocketAddr>,
+    chitchat: Weak<ChitchatHandle>,
+) {
+    let mut admitted = membership::OutOfTurn::new(GOSSIP_REQUEST_MIN_GAP, MAX_GOSSIP_REQUEST_ADDRS);
+    while let Some(addr) = requests.recv().await {
+        if !admitted.admit(addr, Instant::now()) {
+            continue;
+        }
+        let Some(chitchat) = chitchat.upgrade() else {
+            return;
+        };
+        if chitchat.gossip(addr).is_err() {
+            return;
+        }
+    }
+}
+
 /// Resolves the DNS seeds and asks chitchat to gossip with each address.
 async fn dns_seed_loop(
     resolver: SeedResolver,
@@ -864,11 +1024,43 @@ async fn dns_seed_loop(
             .iter()
             .any(|m| !m.is_self && m.state.is_reachable());
         tokio::time::sleep(if alone {
-            DNS_RETRY_WHILE_ALONE
+            SEED_RETRY_WHILE_ALONE
         } else {
             refresh
         })
         .await;
+    }
+}
+
+/// While this node has no reachable peer (at start, or cut off), asks
+/// chitchat every second to gossip with each static seed. chitchat's own
+/// rounds reach seeds too, but only every `gossip_interval_ms` (and its
+/// first round may come before it resolved them): joining must not wait.
+async fn static_seed_loop(
+    seeds: Vec<String>,
+    self_addr: SocketAddr,
+    chitchat: Arc<ChitchatHandle>,
+    members: watch::Receiver<Vec<Member>>,
+) {
+    loop {
+        let alone = !members
+            .borrow()
+            .iter()
+            .any(|m| !m.is_self && m.state.is_reachable());
+        if alone {
+            for seed in &seeds {
+                let Ok(addrs) = tokio::net::lookup_host(seed.as_str()).await else {
+                    debug!(seed, "static seed does not resolve");
+                    continue;
+                };
+                for addr in addrs {
+                    if addr != self_addr && !seeds::is_unusable(&addr) {
+                        let _ = chitchat.gossip(addr);
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(SEED_RETRY_WHILE_ALONE).await;
     }
 }
 

@@ -10,8 +10,8 @@
 //! - [`endpoint`]: the single quinn endpoint (both directions), mTLS against
 //!   the cluster CA, one cached connection per peer address.
 //! - [`frame`]: versioned, length-prefixed, bounded postcard frames.
-//! - [`membership`]: chitchat 0.11.2 over QUIC, failure-detector tuning, the
-//!   member list.
+//! - [`membership`]: chitchat 0.11.2 over QUIC (anti-entropy every 10 s),
+//!   the failure detector on direct heartbeats, the member list.
 //! - [`seeds`]: DNS seeds (SRV, then A/AAAA) with hickory.
 //! - [`replication`]: per-node records, pushed directly and gossiped.
 //! - [`forward`]: request/streamed-response to a named peer, at most once

@@ -1,5 +1,6 @@
-//! Membership: chitchat 0.11.2 running over the mesh's QUIC endpoint, the
-//! failure-detector tuning, and the member list derived from chitchat state.
+//! Membership: chitchat 0.11.2 running over the mesh's QUIC endpoint (member
+//! keys and anti-entropy), the failure detector on direct heartbeats
+//! (`MemberTracker`), and the member list derived from both.
 //!
 //! Every chitchat message travels on its own uni stream as a
 //! [`Frame::Gossip`]. [`QuicSocket::send`] never waits on the network: it
@@ -62,10 +63,10 @@ pub(crate) const GOSSIP_INBOUND_QUEUE: usize = 1024;
 pub enum MemberState {
     /// Heartbeats arrive.
     Alive,
-    /// Still alive for the failure detector, but not heard from for more
-    /// than half of `dead_after_ms`.
+    /// No direct heartbeat for more than half of `dead_after_ms`.
     Suspect,
-    /// The failure detector declared it dead (or it never became alive).
+    /// No direct heartbeat for more than `dead_after_ms`, or chitchat's
+    /// slower detector declared it dead.
     Dead,
     /// It announced its departure.
     Left,
@@ -111,7 +112,8 @@ pub struct Member {
     pub load: Option<u64>,
     /// Digest of its routing configuration, once it published one.
     pub routing_config: Option<String>,
-    /// When this node last saw its heartbeat advance (None: never, or self).
+    /// When its last direct heartbeat arrived (before the first: when its
+    /// gossiped heartbeat last advanced; None for self).
     pub last_heard: Option<Instant>,
     /// Whether this entry is the local node.
     pub is_self: bool,
@@ -119,13 +121,18 @@ pub struct Member {
 
 /// Builds the chitchat configuration from the mesh configuration.
 ///
-/// Failure detection: chitchat 0.11's "phi" is `elapsed / mean_interval`,
-/// where the mean is smoothed towards `initial_interval` with a prior weight
-/// of 5 samples. With a one-sample window and `initial_interval =
-/// max_interval = gossip_interval`, the mean stays within [5/6, 1] of the
+/// chitchat's failure detector is only a slow backstop here (direct
+/// heartbeats decide liveness, see [`MemberTracker`]); it still decides
+/// whom chitchat gossips with and when a dead node's state is collected.
+/// In chitchat 0.11 "phi" is `elapsed / mean_interval`, the mean smoothed
+/// towards `initial_interval` with a prior weight of 5 samples. With a
+/// one-sample window, `initial_interval` = the gossip interval and
+/// `max_interval` = 3 of them, the mean stays within [5/6, 4/3] of the
 /// gossip interval whatever the cluster size, so `phi_threshold =
-/// dead_after / gossip_interval` declares a silent node dead after
-/// 0.83–1.0 × `dead_after` (see ALGORITHM.md).
+/// chitchat_dead_after / gossip_interval` declares a node silent in gossip
+/// dead after 0.83–1.33 × [`chitchat_dead_after_ms`] (see ALGORITHM.md).
+/// chitchat's verdict does not make a member `Dead` (direct heartbeats
+/// do); it only steers whom chitchat gossips with.
 pub(crate) fn chitchat_config(
     config: &MeshConfig,
     chitchat_id: ChitchatId,
@@ -133,7 +140,7 @@ pub(crate) fn chitchat_config(
     seeds: Vec<String>,
 ) -> ChitchatConfig {
     let gossip_interval = Duration::from_millis(config.gossip_interval_ms);
-    let phi_threshold = config.dead_after_ms as f64 / config.gossip_interval_ms as f64;
+    let phi_threshold = chitchat_dead_after_ms(config) as f64 / config.gossip_interval_ms as f64;
     ChitchatConfig {
         chitchat_id,
         cluster_id: config.cluster_id.clone(),
@@ -143,7 +150,11 @@ pub(crate) fn chitchat_config(
         failure_detector_config: FailureDetectorConfig {
             phi_threshold,
             sampling_window_size: 1,
-            max_interval: gossip_interval,
+            // Gossiped heartbeats reach us through relays, a round or two
+            // apart: a narrower window would drop every sample and never
+            // call a node live (chitchat then collects it after the grace
+            // period, however well its direct heartbeats arrive).
+            max_interval: gossip_interval * CHITCHAT_MAX_SAMPLED_ROUNDS,
             initial_interval: gossip_interval,
             dead_node_grace_period: Duration::from_millis(config.dead_node_grace_period_ms),
         },
@@ -151,6 +162,24 @@ pub(crate) fn chitchat_config(
         catchup_callback: None,
         extra_liveness_predicate: Some(Box::new(|state| state.get(KEY_LEAVING).is_none())),
     }
+}
+
+/// Longest interval between two gossiped heartbeats that chitchat samples,
+/// in gossip rounds.
+const CHITCHAT_MAX_SAMPLED_ROUNDS: u32 = 3;
+
+/// Gossip rounds without a new gossiped heartbeat after which chitchat
+/// itself declares a node dead. A gossiped heartbeat reaches a node one or
+/// two rounds late, through relays, so fewer rounds would call live nodes
+/// dead.
+const CHITCHAT_DEAD_AFTER_ROUNDS: u64 = 6;
+
+/// Silence in gossip after which chitchat declares a node dead: the longer
+/// of `dead_after_ms` and [`CHITCHAT_DEAD_AFTER_ROUNDS`] gossip rounds.
+pub(crate) fn chitchat_dead_after_ms(config: &MeshConfig) -> u64 {
+    config
+        .dead_after_ms
+        .max(CHITCHAT_DEAD_AFTER_ROUNDS * config.gossip_interval_ms)
 }
 
 /// chitchat's [`Transport`] over the mesh endpoint. `open` hands out the one
@@ -257,20 +286,47 @@ pub(crate) struct NodeView {
     pub(crate) id: ChitchatId,
     pub(crate) heartbeat: u64,
     pub(crate) keys: HashMap<&'static str, String>,
-    pub(crate) live: bool,
 }
 
-/// Member-list bookkeeping that lives across polls.
+/// How long a member is listed `Suspect` or `Dead` after silence.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Silence {
+    /// No heartbeat for longer than this: `Suspect`.
+    pub(crate) suspect_after: Duration,
+    /// No heartbeat for longer than this: `Dead`.
+    pub(crate) dead_after: Duration,
+}
+
+/// Member-list bookkeeping that lives across polls: the failure detector.
+///
+/// A member's liveness is the silence since its last *direct* heartbeat
+/// ([`Frame::Heartbeat`](crate::frame::Frame::Heartbeat), sent by the
+/// member itself every `heartbeat_interval_ms`). Before the first one
+/// arrives, the silence counts from when its gossiped heartbeat last
+/// advanced (or from when it was first listed), which covers a member
+/// that just joined and, during a rolling upgrade, one that sends no
+/// heartbeats. Gossiped heartbeats are not evidence once direct ones
+/// flow: they arrive through relays, rounds late, and would keep a crashed
+/// node alive for several gossip rounds.
 #[derive(Default)]
 pub(crate) struct MemberTracker {
-    /// Last heartbeat seen per incarnation and when it advanced.
+    /// Last gossiped heartbeat seen per incarnation and when it advanced.
     heard: HashMap<ChitchatId, (u64, Instant)>,
+    /// When each incarnation's last direct heartbeat arrived.
+    direct: HashMap<(NodeId, u64), Instant>,
+    /// Incarnations listed by the last poll.
+    known: HashSet<(NodeId, u64)>,
     /// Departures announced directly (node → generation that left).
     left: HashMap<NodeId, u64>,
 }
 
 /// Departures remembered at most; older entries are chitchat-GC'd anyway.
 const MAX_REMEMBERED_DEPARTURES: usize = 4096;
+
+/// Incarnations whose direct heartbeats are remembered at most. Beyond the
+/// listed members, only a few unknown ones (a node gossip has not brought
+/// yet) exist at a time; a member inventing generations cannot grow this.
+const MAX_HEARTBEAT_SENDERS: usize = 4096;
 
 impl MemberTracker {
     pub(crate) fn record_leave(&mut self, node: NodeId, generation: u64) {
@@ -281,16 +337,37 @@ impl MemberTracker {
         *entry = (*entry).max(generation);
     }
 
+    /// A direct heartbeat from `node`'s incarnation `generation` arrived.
+    /// Returns whether that incarnation is listed (if not, gossip has not
+    /// brought it yet, and the caller should gossip with the sender).
+    pub(crate) fn record_heartbeat(&mut self, node: NodeId, generation: u64, now: Instant) -> bool {
+        let key = (node, generation);
+        let known = self.known.contains(&key);
+        if known || self.direct.len() < MAX_HEARTBEAT_SENDERS || self.direct.contains_key(&key) {
+            self.direct.insert(key, now);
+        }
+        known
+    }
+
     /// Builds the member list: the newest generation of each node name.
     pub(crate) fn members(
         &mut self,
         now: Instant,
         self_id: &ChitchatId,
         views: Vec<NodeView>,
-        suspect_after: Duration,
+        silence: Silence,
     ) -> Vec<Member> {
         let present: HashSet<&ChitchatId> = views.iter().map(|v| &v.id).collect();
         self.heard.retain(|id, _| present.contains(id));
+        self.known = views
+            .iter()
+            .filter_map(|v| Some((NodeId::new(&*v.id.node_id).ok()?, v.id.generation_id)))
+            .collect();
+        // Unlisted senders are kept while they may still be listed soon.
+        let known = &self.known;
+        self.direct.retain(|key, at| {
+            known.contains(key) || now.saturating_duration_since(*at) <= silence.dead_after
+        });
         let mut newest: BTreeMap<String, Member> = BTreeMap::new();
         for view in &views {
             let Ok(node) = NodeId::new(&*view.id.node_id) else {
@@ -304,7 +381,12 @@ impl MemberTracker {
             if heard.0 != view.heartbeat {
                 *heard = (view.heartbeat, now);
             }
-            let last_heard = (!is_self).then_some(heard.1);
+            let last_heard = self
+                .direct
+                .get(&(node.clone(), view.id.generation_id))
+                .copied()
+                .unwrap_or(heard.1);
+            let silent_for = now.saturating_duration_since(last_heard);
             let left = self
                 .left
                 .get(&node)
@@ -314,9 +396,9 @@ impl MemberTracker {
                 MemberState::Alive
             } else if left {
                 MemberState::Left
-            } else if !view.live {
+            } else if silent_for > silence.dead_after {
                 MemberState::Dead
-            } else if now.saturating_duration_since(heard.1) > suspect_after {
+            } else if silent_for > silence.suspect_after {
                 MemberState::Suspect
             } else {
                 MemberState::Alive
@@ -332,7 +414,7 @@ impl MemberTracker {
                 version: key(KEY_VERSION),
                 load: key(KEY_LOAD).and_then(|l| l.parse().ok()),
                 routing_config: key(KEY_ROUTING_CONFIG).filter(|d| !d.is_empty()),
-                last_heard,
+                last_heard: (!is_self).then_some(last_heard),
                 is_self,
                 node,
             };
@@ -347,6 +429,43 @@ impl MemberTracker {
     }
 }
 
+/// Which out-of-turn gossip exchanges to start: at most one per address
+/// per `min_gap`, and at most `max_addresses` addresses remembered (when
+/// full and none has aged out, the request is refused: the next heartbeat
+/// asks again).
+pub(crate) struct OutOfTurn {
+    last: HashMap<SocketAddr, Instant>,
+    min_gap: Duration,
+    max_addresses: usize,
+}
+
+impl OutOfTurn {
+    pub(crate) fn new(min_gap: Duration, max_addresses: usize) -> Self {
+        Self {
+            last: HashMap::new(),
+            min_gap,
+            max_addresses,
+        }
+    }
+
+    /// Whether to gossip with `addr` now (and if so, remembers it).
+    pub(crate) fn admit(&mut self, addr: SocketAddr, now: Instant) -> bool {
+        let min_gap = self.min_gap;
+        let recent = |at: &Instant| now.saturating_duration_since(*at) < min_gap;
+        if self.last.get(&addr).is_some_and(recent) {
+            return false;
+        }
+        if self.last.len() >= self.max_addresses && !self.last.contains_key(&addr) {
+            self.last.retain(|_, at| recent(at));
+            if self.last.len() >= self.max_addresses {
+                return false;
+            }
+        }
+        self.last.insert(addr, now);
+        true
+    }
+}
+
 /// The member keys copied out of chitchat state.
 pub(crate) const MEMBER_KEYS: [&str; 8] = [
     KEY_REGION,
@@ -358,3 +477,122 @@ pub(crate) const MEMBER_KEYS: [&str; 8] = [
     KEY_LEAVING,
     KEY_ROUTING_CONFIG,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SILENCE: Silence = Silence {
+        suspect_after: Duration::from_millis(750),
+        dead_after: Duration::from_millis(1_500),
+    };
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn id(node: &str, generation: u64) -> ChitchatId {
+        ChitchatId::new(node.to_owned(), generation, addr(7000 + generation as u16))
+    }
+
+    fn view(node: &str, generation: u64, heartbeat: u64) -> NodeView {
+        NodeView {
+            id: id(node, generation),
+            heartbeat,
+            keys: HashMap::new(),
+        }
+    }
+
+    fn node(name: &str) -> NodeId {
+        NodeId::new(name).unwrap()
+    }
+
+    /// `b`'s state as `a` lists it.
+    fn state_of_b(tracker: &mut MemberTracker, now: Instant, b_heartbeat: u64) -> MemberState {
+        let views = vec![view("a", 1, 1), view("b", 2, b_heartbeat)];
+        let members = tracker.members(now, &id("a", 1), views, SILENCE);
+        members
+            .iter()
+            .find(|m| m.node.as_str() == "b")
+            .unwrap()
+            .state
+    }
+
+    #[test]
+    fn direct_heartbeats_alone_decide_liveness() {
+        let start = Instant::now();
+        let ms = |n: u64| start + Duration::from_millis(n);
+        let mut tracker = MemberTracker::default();
+        // Listed before any heartbeat: alive, counting from first sight.
+        assert_eq!(state_of_b(&mut tracker, ms(0), 1), MemberState::Alive);
+        assert!(tracker.record_heartbeat(node("b"), 2, ms(300)));
+        assert_eq!(state_of_b(&mut tracker, ms(1_000), 1), MemberState::Alive);
+        assert_eq!(state_of_b(&mut tracker, ms(1_100), 1), MemberState::Suspect);
+        // The gossiped heartbeat advances (relayed, rounds late): that is
+        // no evidence once direct heartbeats were seen.
+        assert_eq!(state_of_b(&mut tracker, ms(1_900), 2), MemberState::Dead);
+        // A direct heartbeat brings it back at once.
+        tracker.record_heartbeat(node("b"), 2, ms(2_000));
+        assert_eq!(state_of_b(&mut tracker, ms(2_050), 2), MemberState::Alive);
+        // A heartbeat of another incarnation does not count for this one.
+        tracker.record_heartbeat(node("b"), 3, ms(3_400));
+        assert_eq!(state_of_b(&mut tracker, ms(3_600), 2), MemberState::Dead);
+    }
+
+    #[test]
+    fn without_direct_heartbeats_the_gossiped_heartbeat_counts() {
+        // A peer that sends none (an older version during a rolling
+        // upgrade) stays alive while its gossiped heartbeat advances.
+        let start = Instant::now();
+        let ms = |n: u64| start + Duration::from_millis(n);
+        let mut tracker = MemberTracker::default();
+        for (at, heartbeat) in [(0, 1), (1_000, 2), (2_000, 3), (3_000, 4)] {
+            assert_eq!(
+                state_of_b(&mut tracker, ms(at), heartbeat),
+                MemberState::Alive
+            );
+        }
+        assert_eq!(state_of_b(&mut tracker, ms(4_600), 4), MemberState::Dead);
+    }
+
+    #[test]
+    fn heartbeats_from_unlisted_incarnations_are_reported_and_bounded() {
+        let now = Instant::now();
+        let mut tracker = MemberTracker::default();
+        state_of_b(&mut tracker, now, 1);
+        assert!(tracker.record_heartbeat(node("b"), 2, now), "listed");
+        assert!(
+            !tracker.record_heartbeat(node("c"), 9, now),
+            "not listed yet"
+        );
+        // A member inventing generations cannot grow the table.
+        for generation in 0..(MAX_HEARTBEAT_SENDERS as u64 * 2) {
+            tracker.record_heartbeat(node("evil"), 1_000 + generation, now);
+        }
+        assert!(tracker.direct.len() <= MAX_HEARTBEAT_SENDERS);
+        // Listed members still count when the table is full.
+        assert!(tracker.record_heartbeat(node("b"), 2, now + Duration::from_millis(10)));
+        assert_eq!(
+            tracker.direct[&(node("b"), 2)],
+            now + Duration::from_millis(10)
+        );
+        // Unlisted senders are forgotten once silent for `dead_after`.
+        state_of_b(&mut tracker, now + Duration::from_secs(2), 1);
+        assert_eq!(tracker.direct.len(), 1);
+    }
+
+    #[test]
+    fn out_of_turn_exchanges_are_spaced_and_bounded() {
+        let start = Instant::now();
+        let ms = |n: u64| start + Duration::from_millis(n);
+        let mut out_of_turn = OutOfTurn::new(Duration::from_millis(500), 2);
+        assert!(out_of_turn.admit(addr(1), ms(0)));
+        assert!(!out_of_turn.admit(addr(1), ms(499)));
+        assert!(out_of_turn.admit(addr(1), ms(500)));
+        assert!(out_of_turn.admit(addr(2), ms(600)));
+        // Full, and both are recent: refused.
+        assert!(!out_of_turn.admit(addr(3), ms(700)));
+        // Once one ages out, there is room.
+        assert!(out_of_turn.admit(addr(3), ms(1_001)));
+    }
+}

@@ -165,7 +165,36 @@ async fn three_nodes_see_each_other_with_regions_and_share_records() {
     .unwrap();
     assert_eq!(event.key, "cluster/blocklist");
 
-    // Load is published as a member key.
+    // The routing digest is a member key, and a change is gossiped at once.
+    a.set_routing_config("0123456789abcdef").await;
+    wait_for("routing digest on b and c", CONVERGE, || {
+        [&b, &c].iter().all(|n| {
+            n.members().iter().any(|m| {
+                m.node.as_str() == "a" && m.routing_config.as_deref() == Some("0123456789abcdef")
+            })
+        })
+    })
+    .await;
+
+    for node in [a, b, c] {
+        node.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_keys_travel_with_the_gossip_rounds() {
+    // The load key has no out-of-turn exchange: the rounds carry it. A
+    // short round keeps the test short; the default is 10 s.
+    let ca = Ca::new();
+    let fast = |seeds: &[SocketAddr]| MeshConfig {
+        gossip_interval_ms: 200,
+        ..config(loopback(), seeds)
+    };
+    let a = start_with(ca.identity("a", "fra"), fast(&[])).await;
+    let b = start_with(ca.identity("b", "lax"), fast(&[a.local_addr()])).await;
+    for node in [&a, &b] {
+        wait_for("a and b alive", CONVERGE, || all_alive(node, &["a", "b"])).await;
+    }
     a.set_load(7).await;
     wait_for("load on b", CONVERGE, || {
         b.members()
@@ -173,10 +202,8 @@ async fn three_nodes_see_each_other_with_regions_and_share_records() {
             .any(|m| m.node.as_str() == "a" && m.load == Some(7))
     })
     .await;
-
-    for node in [a, b, c] {
-        node.abort();
-    }
+    a.abort();
+    b.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
