@@ -21,6 +21,7 @@ use crate::certs::{NodeIdentity, PeerIdentity};
 use crate::config::{ConfigError, DEFAULT_MESH_PORT, MeshConfig};
 use crate::endpoint::MeshEndpoint;
 use crate::endpoint::{ConnectionHandler, EndpointError, EndpointTiming, LinkFilter, LinkGate};
+use crate::fanout;
 use crate::forward::{self, ForwardError, ForwardRequest, ForwardResponse, RecentIds, RequestId};
 use crate::forward::{ForwardHandler, ResponseStream, ServeContext};
 use crate::frame::{self, Frame, MAX_FRAME_BYTES, PushedRecord};
@@ -435,12 +436,13 @@ impl MeshHandle {
             .filter(|m| !m.is_self && m.state.is_reachable())
             .map(|m| m.mesh_addr)
             .collect();
-        Ok(load::send_to_peers(
+        Ok(fanout::send_to_peers(
             &self.inner.endpoint,
             &self.inner.load_slots,
             &self.inner.shared.stats,
             &encoded,
             peers,
+            &fanout::LOAD,
         ))
     }
 
@@ -902,30 +904,7 @@ async fn push_loop(
             .filter(|m| !m.is_self && m.state.is_reachable())
             .map(|m| m.mesh_addr)
             .collect();
-        for addr in peers {
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
-                stats.push_dropped.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            let endpoint = endpoint.clone();
-            let encoded = encoded.clone();
-            let stats = stats.clone();
-            tokio::spawn(async move {
-                let _slot = slot;
-                match endpoint.send_uni(addr, &encoded).await {
-                    Ok(()) => {
-                        stats
-                            .push_bytes_sent
-                            .fetch_add(encoded.len() as u64, Ordering::Relaxed);
-                        stats.push_sent.fetch_add(1, Ordering::Relaxed)
-                    }
-                    Err(error) => {
-                        debug!(peer = %addr, %error, "push failed; gossip will deliver");
-                        stats.push_dropped.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
-            });
-        }
+        fanout::send_to_peers(&endpoint, &slots, &stats, &encoded, peers, &fanout::PUSH);
     }
 }
 
@@ -956,34 +935,19 @@ async fn heartbeat_loop(
             .filter(|m| m.state.is_reachable() || round % DEAD_PEER_HEARTBEAT_EVERY == 0)
             .map(|m| m.mesh_addr)
             .collect();
-        for addr in peers {
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
-                stats.gossip_send_dropped.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            let endpoint = endpoint.clone();
-            let encoded = encoded.clone();
-            let stats = stats.clone();
-            tokio::spawn(async move {
-                let _slot = slot;
-                match endpoint.send_uni(addr, &encoded).await {
-                    Ok(()) => {
-                        stats
-                            .gossip_bytes_sent
-                            .fetch_add(encoded.len() as u64, Ordering::Relaxed);
-                    }
-                    Err(error) => {
-                        debug!(peer = %addr, %error, "heartbeat failed");
-                        stats.gossip_send_failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            });
-        }
+        fanout::send_to_peers(
+            &endpoint,
+            &slots,
+            &stats,
+            &encoded,
+            peers,
+            &fanout::HEARTBEAT,
+        );
     }
 }
 
-/// Starts the gossip exchanges asked for out of turn, as [`OutOfTurn`]
-/// admits them. Ends with chitchat.
+/// Starts the gossip exchanges asked for out of turn, as
+/// [`membership::OutOfTurn`] admits them. Ends with chitchat.
 async fn gossip_request_loop(
     mut requests: mpsc::Receiver<SocketAddr>,
     chitchat: Weak<ChitchatHandle>,

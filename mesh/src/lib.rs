@@ -34,6 +34,7 @@
 pub mod certs;
 pub mod config;
 pub mod endpoint;
+mod fanout;
 pub mod forward;
 pub mod frame;
 mod handle;

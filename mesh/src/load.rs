@@ -13,18 +13,9 @@
 //!   [`LoadMessage`] whose `from` is the peer's certificate identity.
 //!   Frames over [`MAX_LOAD_ANNOUNCEMENT_BYTES`] are refused and counted.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-
 use bytes::Bytes;
 use mesh_core::NodeId;
 pub use mesh_core::load::MAX_LOAD_ANNOUNCEMENT_BYTES;
-use tokio::sync::Semaphore;
-use tracing::debug;
-
-use crate::endpoint::MeshEndpoint;
-use crate::stats::Stats;
 
 /// Load frames in flight at once (all peers together). Each is one uni
 /// stream of a few hundred bytes; at 50 peers this allows ~5 announcements
@@ -65,42 +56,4 @@ pub enum AnnounceError {
     /// The frame could not be encoded.
     #[error("cannot encode the load frame: {0}")]
     Encode(String),
-}
-
-/// Sends one encoded [`Frame::Load`](crate::frame::Frame::Load) to each of
-/// `peers`, one task per peer; returns how many sends were started.
-pub(crate) fn send_to_peers(
-    endpoint: &MeshEndpoint,
-    slots: &Arc<Semaphore>,
-    stats: &Arc<Stats>,
-    encoded: &Bytes,
-    peers: impl IntoIterator<Item = SocketAddr>,
-) -> usize {
-    let mut started = 0;
-    for addr in peers {
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            stats.load_dropped.fetch_add(1, Ordering::Relaxed);
-            continue;
-        };
-        let endpoint = endpoint.clone();
-        let encoded = encoded.clone();
-        let stats = stats.clone();
-        started += 1;
-        tokio::spawn(async move {
-            let _slot = slot;
-            match endpoint.send_uni(addr, &encoded).await {
-                Ok(()) => {
-                    stats
-                        .load_bytes_sent
-                        .fetch_add(encoded.len() as u64, Ordering::Relaxed);
-                    stats.load_sent.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(error) => {
-                    debug!(peer = %addr, %error, "load announcement not delivered");
-                    stats.load_dropped.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        });
-    }
-    started
 }
