@@ -28,6 +28,15 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
+/// A counter of the loopback interface (Linux), if readable.
+fn loopback_counter(name: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/sys/class/net/lo/statistics/{name}"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 fn bytes_sent(lab: &Lab) -> Vec<u64> {
     lab.running()
         .into_iter()
@@ -48,8 +57,12 @@ async fn measure_cluster() -> anyhow::Result<()> {
     lab.wait_all_alive(&everyone, Duration::from_secs(10))
         .await?;
 
-    // Idle gossip.
+    // Idle gossip: what the mesh writes (its own counters), and what goes on
+    // the wire (the loopback interface's counters, with QUIC, UDP and IP
+    // headers and acknowledgements, as the peers' script counts Serf).
     let before = bytes_sent(&lab);
+    let (wire_before, packets_before) =
+        (loopback_counter("tx_bytes"), loopback_counter("tx_packets"));
     tokio::time::sleep(IDLE_WINDOW).await;
     let idle: Vec<u64> = bytes_sent(&lab)
         .iter()
@@ -64,6 +77,18 @@ async fn measure_cluster() -> anyhow::Result<()> {
             idle.iter().max().unwrap_or(&0)
         ),
     ));
+    if let (Some(w0), Some(p0), Some(w1), Some(p1)) = (
+        wire_before,
+        packets_before,
+        loopback_counter("tx_bytes"),
+        loopback_counter("tx_packets"),
+    ) {
+        let per_node = |a: u64, b: u64| (a - b) / IDLE_WINDOW.as_secs() / everyone.len() as u64;
+        rows.push((
+            "loopback bytes/s and packets/s per node, idle (everything on lo)".into(),
+            format!("{} B/s, {} packets/s", per_node(w1, w0), per_node(p1, p0)),
+        ));
+    }
 
     // Propagation: one write, time until every other node has it.
     let mut delays = Vec::new();
