@@ -26,8 +26,9 @@ use crate::forward::{self, ForwardError, ForwardRequest, ForwardResponse, Recent
 use crate::forward::{ForwardHandler, ResponseStream, ServeContext};
 use crate::frame::{self, Frame, MAX_FRAME_BYTES, PushedRecord};
 use crate::load::{self, AnnounceError, LoadMessage, MAX_LOAD_ANNOUNCEMENT_BYTES};
+use crate::membership::KEY_MESH_ADDR;
 use crate::membership::{self, Member, MemberState, MemberTracker, NodeView, QuicTransport};
-use crate::membership::{KEY_ADMIN_URL, KEY_API_URL, KEY_LEAVING, KEY_LOAD, KEY_MESH_ADDR};
+use crate::membership::{KEY_ADMIN_URL, KEY_API_URL, KEY_HEARTBEATS, KEY_LEAVING, KEY_LOAD};
 use crate::membership::{KEY_REGION, KEY_ROUTING_CONFIG, KEY_VERSION, MEMBER_KEYS};
 use crate::replication::RecordStore;
 use crate::replication::{self, MAX_RECORD_BYTES, RECORD_KEY_PREFIX, Record, RecordError};
@@ -195,6 +196,10 @@ impl Mesh {
             (KEY_MESH_ADDR.to_owned(), advertise_addr.to_string()),
             (KEY_VERSION.to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
             (KEY_LOAD.to_owned(), "0".to_owned()),
+            (
+                KEY_HEARTBEATS.to_owned(),
+                config.heartbeat_interval_ms.to_string(),
+            ),
         ];
         let transport = QuicTransport::new(endpoint.clone(), gossip_rx, stats);
         let chitchat = spawn_chitchat(chitchat_config, initial_keys, &transport)

@@ -43,6 +43,13 @@ pub const KEY_VERSION: &str = "version";
 pub const KEY_LOAD: &str = "load";
 /// Chitchat key: present once the node announced its departure.
 pub const KEY_LEAVING: &str = "leaving";
+/// Chitchat key: present (the heartbeat interval in ms) on nodes that send
+/// direct heartbeats. Before a member's first heartbeat arrives, its
+/// gossiped heartbeat counts as a sign of life only if it lacks this key (a
+/// node of an older version, mid-upgrade); a node that has it is judged
+/// from when it was first listed, so that a relayed gossip heartbeat
+/// cannot keep alive a node that died before it heartbeated us.
+pub const KEY_HEARTBEATS: &str = "heartbeats";
 /// Chitchat key: digest of the configuration that decides how the node
 /// routes a job (opaque to the mesh; the node compares its peers' with
 /// its own, since a forwarded job runs under the receiver's rules).
@@ -302,22 +309,31 @@ pub(crate) struct Silence {
 /// A member's liveness is the silence since its last *direct* heartbeat
 /// ([`Frame::Heartbeat`](crate::frame::Frame::Heartbeat), sent by the
 /// member itself every `heartbeat_interval_ms`). Before the first one
-/// arrives, the silence counts from when its gossiped heartbeat last
-/// advanced (or from when it was first listed), which covers a member
-/// that just joined and, during a rolling upgrade, one that sends no
-/// heartbeats. Gossiped heartbeats are not evidence once direct ones
-/// flow: they arrive through relays, rounds late, and would keep a crashed
-/// node alive for several gossip rounds.
+/// arrives, the silence counts from when it was first listed (a member
+/// that just joined); for a member without [`KEY_HEARTBEATS`] (an older
+/// version, during a rolling upgrade) from when its gossiped heartbeat
+/// last advanced. Gossiped heartbeats are no evidence otherwise: they
+/// arrive through relays, rounds late, and would keep a crashed node alive
+/// for several gossip rounds.
 #[derive(Default)]
 pub(crate) struct MemberTracker {
-    /// Last gossiped heartbeat seen per incarnation and when it advanced.
-    heard: HashMap<ChitchatId, (u64, Instant)>,
+    /// Per incarnation: its last gossiped heartbeat, when that advanced,
+    /// and when the incarnation was first listed.
+    heard: HashMap<ChitchatId, Heard>,
     /// When each incarnation's last direct heartbeat arrived.
     direct: HashMap<(NodeId, u64), Instant>,
     /// Incarnations listed by the last poll.
     known: HashSet<(NodeId, u64)>,
     /// Departures announced directly (node → generation that left).
     left: HashMap<NodeId, u64>,
+}
+
+/// What gossip told us of one incarnation's liveness.
+#[derive(Clone, Copy)]
+struct Heard {
+    heartbeat: u64,
+    advanced_at: Instant,
+    first_listed: Instant,
 }
 
 /// Departures remembered at most; older entries are chitchat-GC'd anyway.
@@ -374,18 +390,25 @@ impl MemberTracker {
                 continue;
             };
             let is_self = &view.id == self_id;
-            let heard = self
-                .heard
-                .entry(view.id.clone())
-                .or_insert((view.heartbeat, now));
-            if heard.0 != view.heartbeat {
-                *heard = (view.heartbeat, now);
+            let heard = self.heard.entry(view.id.clone()).or_insert(Heard {
+                heartbeat: view.heartbeat,
+                advanced_at: now,
+                first_listed: now,
+            });
+            if heard.heartbeat != view.heartbeat {
+                heard.heartbeat = view.heartbeat;
+                heard.advanced_at = now;
             }
+            let before_first_heartbeat = if view.keys.contains_key(KEY_HEARTBEATS) {
+                heard.first_listed
+            } else {
+                heard.advanced_at
+            };
             let last_heard = self
                 .direct
                 .get(&(node.clone(), view.id.generation_id))
                 .copied()
-                .unwrap_or(heard.1);
+                .unwrap_or(before_first_heartbeat);
             let silent_for = now.saturating_duration_since(last_heard);
             let left = self
                 .left
@@ -467,7 +490,8 @@ impl OutOfTurn {
 }
 
 /// The member keys copied out of chitchat state.
-pub(crate) const MEMBER_KEYS: [&str; 8] = [
+pub(crate) const MEMBER_KEYS: [&str; 9] = [
+    KEY_HEARTBEATS,
     KEY_REGION,
     KEY_API_URL,
     KEY_ADMIN_URL,
@@ -495,11 +519,14 @@ mod tests {
         ChitchatId::new(node.to_owned(), generation, addr(7000 + generation as u16))
     }
 
+    /// A node of this version (it announces heartbeats).
     fn view(node: &str, generation: u64, heartbeat: u64) -> NodeView {
+        let mut keys = HashMap::new();
+        keys.insert(KEY_HEARTBEATS, "300".to_owned());
         NodeView {
             id: id(node, generation),
             heartbeat,
-            keys: HashMap::new(),
+            keys,
         }
     }
 
@@ -540,19 +567,41 @@ mod tests {
     }
 
     #[test]
-    fn without_direct_heartbeats_the_gossiped_heartbeat_counts() {
+    fn before_its_first_heartbeat_a_member_lives_from_when_it_was_listed() {
+        // It died before it heartbeated us: gossip relaying its heartbeat
+        // later must not keep it alive.
+        let start = Instant::now();
+        let ms = |n: u64| start + Duration::from_millis(n);
+        let mut tracker = MemberTracker::default();
+        assert_eq!(state_of_b(&mut tracker, ms(0), 1), MemberState::Alive);
+        assert_eq!(state_of_b(&mut tracker, ms(1_400), 2), MemberState::Suspect);
+        assert_eq!(state_of_b(&mut tracker, ms(1_600), 3), MemberState::Dead);
+    }
+
+    #[test]
+    fn an_older_node_without_heartbeats_lives_by_its_gossiped_heartbeat() {
         // A peer that sends none (an older version during a rolling
         // upgrade) stays alive while its gossiped heartbeat advances.
         let start = Instant::now();
         let ms = |n: u64| start + Duration::from_millis(n);
         let mut tracker = MemberTracker::default();
+        let old_b = |heartbeat| NodeView {
+            keys: HashMap::new(),
+            ..view("b", 2, heartbeat)
+        };
+        let mut state_at = |at: u64, heartbeat: u64| {
+            let views = vec![view("a", 1, 1), old_b(heartbeat)];
+            let members = tracker.members(ms(at), &id("a", 1), views, SILENCE);
+            members
+                .iter()
+                .find(|m| m.node.as_str() == "b")
+                .unwrap()
+                .state
+        };
         for (at, heartbeat) in [(0, 1), (1_000, 2), (2_000, 3), (3_000, 4)] {
-            assert_eq!(
-                state_of_b(&mut tracker, ms(at), heartbeat),
-                MemberState::Alive
-            );
+            assert_eq!(state_at(at, heartbeat), MemberState::Alive);
         }
-        assert_eq!(state_of_b(&mut tracker, ms(4_600), 4), MemberState::Dead);
+        assert_eq!(state_at(4_600, 4), MemberState::Dead);
     }
 
     #[test]
