@@ -1129,3 +1129,77 @@ async fn dropping_the_handle_stops_serving() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Runs `livepeer-direct` against `url`; returns its exit status and stdout.
+async fn livepeer_direct(url: &str) -> (std::process::ExitStatus, String, String) {
+    let output = tokio::time::timeout(
+        DEADLINE,
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_livepeer-direct"))
+            .args(["--orchestrator", url, "--pipeline", "llm"])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("livepeer-direct finished in time")
+    .expect("livepeer-direct ran");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn livepeer_direct_prints_headers_a_plain_client_can_submit_with() {
+    let orch = Emulator::start(llm_spec("direct")).await.expect("emulator");
+    let (status, stdout, stderr) = livepeer_direct(orch.url()).await;
+    assert!(status.success(), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let headers: Vec<(&str, &str)> = lines
+        .iter()
+        .filter_map(|line| line.split_once(": "))
+        .collect();
+    let job_url = lines
+        .iter()
+        .find_map(|line| line.strip_prefix("URL "))
+        .expect("a URL line");
+    assert_eq!(job_url, format!("{}/llm", orch.url()));
+
+    let post = |with_credentials: bool| {
+        let mut request = Request::post(job_url).header(header::CONTENT_TYPE, "application/json");
+        if with_credentials {
+            for (name, value) in &headers {
+                request = request.header(*name, *value);
+            }
+        }
+        request
+            .body(Full::new(Bytes::from(llm_body(4, false).to_string())))
+            .expect("request")
+    };
+    // With the printed headers the orchestrator runs the job.
+    let (response, _) = send(orch.address(), None, Proto::H1, post(true))
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer: Value = serde_json::from_slice(&body_bytes(response).await).expect("json");
+    assert!(
+        answer["choices"][0]["message"]["content"].is_string(),
+        "{answer}"
+    );
+    // Without them it refuses: the headers are what made the difference.
+    let (response, _) = send(orch.address(), None, Proto::H1, post(false))
+        .await
+        .expect("sent");
+    assert!(response.status().is_client_error(), "{}", response.status());
+}
+
+#[tokio::test]
+async fn livepeer_direct_fails_clearly_when_the_orchestrator_is_down() {
+    let orch = Emulator::start(llm_spec("gone")).await.expect("emulator");
+    let url = orch.url().to_owned();
+    orch.crash().await;
+    let (status, stdout, stderr) = livepeer_direct(&url).await;
+    assert!(!status.success());
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("GetOrchestrator"), "{stderr}");
+}
