@@ -988,17 +988,21 @@ async fn dns_seed_loop(
                 }
             }
         }
-        let alone = !members
-            .borrow()
-            .iter()
-            .any(|m| !m.is_self && m.state.is_reachable());
-        tokio::time::sleep(if alone {
+        tokio::time::sleep(if alone(&members) {
             SEED_RETRY_WHILE_ALONE
         } else {
             refresh
         })
         .await;
     }
+}
+
+/// Whether this node lists no reachable peer (at start, or cut off).
+fn alone(members: &watch::Receiver<Vec<Member>>) -> bool {
+    !members
+        .borrow()
+        .iter()
+        .any(|m| !m.is_self && m.state.is_reachable())
 }
 
 /// While this node has no reachable peer (at start, or cut off), asks
@@ -1012,11 +1016,7 @@ async fn static_seed_loop(
     members: watch::Receiver<Vec<Member>>,
 ) {
     loop {
-        let alone = !members
-            .borrow()
-            .iter()
-            .any(|m| !m.is_self && m.state.is_reachable());
-        if alone {
+        if alone(&members) {
             for seed in &seeds {
                 let Ok(addrs) = tokio::net::lookup_host(seed.as_str()).await else {
                     debug!(seed, "static seed does not resolve");

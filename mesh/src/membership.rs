@@ -317,13 +317,11 @@ pub(crate) struct Silence {
 /// for several gossip rounds.
 #[derive(Default)]
 pub(crate) struct MemberTracker {
-    /// Per incarnation: its last gossiped heartbeat, when that advanced,
-    /// and when the incarnation was first listed.
-    heard: HashMap<ChitchatId, Heard>,
+    /// Per incarnation listed by the last poll: its last gossiped
+    /// heartbeat, when that advanced, and when it was first listed.
+    heard: HashMap<(NodeId, u64), Heard>,
     /// When each incarnation's last direct heartbeat arrived.
     direct: HashMap<(NodeId, u64), Instant>,
-    /// Incarnations listed by the last poll.
-    known: HashSet<(NodeId, u64)>,
     /// Departures announced directly (node → generation that left).
     left: HashMap<NodeId, u64>,
 }
@@ -358,7 +356,7 @@ impl MemberTracker {
     /// brought it yet, and the caller should gossip with the sender).
     pub(crate) fn record_heartbeat(&mut self, node: NodeId, generation: u64, now: Instant) -> bool {
         let key = (node, generation);
-        let known = self.known.contains(&key);
+        let known = self.heard.contains_key(&key);
         if known || self.direct.len() < MAX_HEARTBEAT_SENDERS || self.direct.contains_key(&key) {
             self.direct.insert(key, now);
         }
@@ -373,16 +371,14 @@ impl MemberTracker {
         views: Vec<NodeView>,
         silence: Silence,
     ) -> Vec<Member> {
-        let present: HashSet<&ChitchatId> = views.iter().map(|v| &v.id).collect();
-        self.heard.retain(|id, _| present.contains(id));
-        self.known = views
+        let present: HashSet<(NodeId, u64)> = views
             .iter()
             .filter_map(|v| Some((NodeId::new(&*v.id.node_id).ok()?, v.id.generation_id)))
             .collect();
+        self.heard.retain(|key, _| present.contains(key));
         // Unlisted senders are kept while they may still be listed soon.
-        let known = &self.known;
         self.direct.retain(|key, at| {
-            known.contains(key) || now.saturating_duration_since(*at) <= silence.dead_after
+            present.contains(key) || now.saturating_duration_since(*at) <= silence.dead_after
         });
         let mut newest: BTreeMap<String, Member> = BTreeMap::new();
         for view in &views {
@@ -390,7 +386,8 @@ impl MemberTracker {
                 continue;
             };
             let is_self = &view.id == self_id;
-            let heard = self.heard.entry(view.id.clone()).or_insert(Heard {
+            let incarnation = (node.clone(), view.id.generation_id);
+            let heard = self.heard.entry(incarnation.clone()).or_insert(Heard {
                 heartbeat: view.heartbeat,
                 advanced_at: now,
                 first_listed: now,
@@ -406,7 +403,7 @@ impl MemberTracker {
             };
             let last_heard = self
                 .direct
-                .get(&(node.clone(), view.id.generation_id))
+                .get(&incarnation)
                 .copied()
                 .unwrap_or(before_first_heartbeat);
             let silent_for = now.saturating_duration_since(last_heard);
