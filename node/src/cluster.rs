@@ -401,8 +401,10 @@ impl Cluster {
                 (records, blocklist)
             };
             for (key, bytes) in records {
-                if let Err(error) = mesh.publish_record(&key, &bytes).await {
-                    tracing::warn!(%key, %error, "cannot publish record");
+                match mesh.publish_record(&key, &bytes).await {
+                    // Shutting down: the last observations go nowhere, as meant.
+                    Ok(()) | Err(mesh::RecordError::ShutDown) => {}
+                    Err(error) => tracing::warn!(%key, %error, "cannot publish record"),
                 }
             }
             if let Some(bytes) = blocklist

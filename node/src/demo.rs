@@ -178,6 +178,8 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
         }
     }
     let _ = emulator.kill().await;
+    // The last line, through the log queue: written before the process exits.
+    tracing::info!("demo stopped");
     result
 }
 

@@ -104,7 +104,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(64);
                 }
             };
-            node::telemetry::init(
+            let _log = node::telemetry::init(
                 cli.log_format.unwrap_or(config.log.format),
                 &config.log.filter,
             );
@@ -145,7 +145,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Offering(command) => {
-            node::telemetry::init(cli.log_format.unwrap_or_default(), "warn,node=info");
+            let _log = node::telemetry::init(cli.log_format.unwrap_or_default(), "warn,node=info");
             match runtime.block_on(node::offering::cli::run(command)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
@@ -155,7 +155,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Demo(args) => {
-            node::telemetry::init(
+            let _log = node::telemetry::init(
                 cli.log_format.unwrap_or_default(),
                 "warn,node=info,api=info",
             );

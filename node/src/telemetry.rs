@@ -1,23 +1,85 @@
 //! Logging: human-readable by default, JSON on request. `GATEMESH_LOG`
 //! overrides the configured filter.
+//!
+//! Lines are formatted on the thread that logs and written to stderr by a
+//! writer thread, so a request never waits on a `write(2)` (or on a slow
+//! reader of the pipe). The queue between them is bounded; when it is full,
+//! lines are dropped rather than requests slowed, and the count of dropped
+//! lines is printed when the process exits.
 
+use std::io::IsTerminal;
+
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+/// Lines queued for the writer thread at most. At ~300 bytes a line this is
+/// ~20 MB in the worst case, and several seconds of the busiest node's
+/// access log if stderr stalls.
+pub const MAX_QUEUED_LOG_LINES: usize = 65_536;
+
+/// Keeps the writer thread. Dropping it writes what is still queued and
+/// reports lines dropped because the queue was full.
+#[must_use = "dropping the guard stops the log writer"]
+pub struct LogGuard {
+    worker: Option<WorkerGuard>,
+    dropped: Option<tracing_appender::non_blocking::ErrorCounter>,
+}
+
+impl std::fmt::Debug for LogGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogGuard")
+            .field("installed", &self.worker.is_some())
+            .finish()
+    }
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        // Flush first, so the count below comes after every line written.
+        drop(self.worker.take());
+        if let Some(dropped) = &self.dropped {
+            let count = dropped.dropped_lines();
+            if count > 0 {
+                eprintln!("gatemesh: {count} log lines dropped (the log queue was full)");
+            }
+        }
+    }
+}
+
 /// Installs the global subscriber. Calling it twice is harmless (the second
-/// call does nothing), so tests and the demo can both call it.
-pub fn init(format: LogFormat, filter: &str) {
+/// call does nothing and returns an inert guard), so tests and the demo can
+/// both call it. Colours only when stderr is a terminal.
+pub fn init(format: LogFormat, filter: &str) -> LogGuard {
     let filter = std::env::var("GATEMESH_LOG")
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())
         .or_else(|| EnvFilter::try_new(filter).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
+    let ansi = std::io::stderr().is_terminal();
+    let (writer, worker) = NonBlockingBuilder::default()
+        .buffered_lines_limit(MAX_QUEUED_LOG_LINES)
+        .lossy(true)
+        .thread_name("gatemesh-log")
+        .finish(std::io::stderr());
+    let dropped = writer.error_counter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
+        .with_ansi(ansi)
+        .with_writer(writer);
+    let installed = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    match installed {
+        Ok(()) => LogGuard {
+            worker: Some(worker),
+            dropped: Some(dropped),
+        },
+        Err(_) => LogGuard {
+            worker: None,
+            dropped: None,
+        },
+    }
 }

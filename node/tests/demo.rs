@@ -400,6 +400,29 @@ async fn the_demo_prints_a_working_curl_line_and_serves_the_image() {
         gone,
         "gatemesh exited but its emulator process is still running (orphaned)"
     );
+
+    // Logs go through a queue to a writer thread: the line logged last,
+    // after the nodes stopped, must still reach stderr before the exit. And
+    // stderr is a pipe here, so no terminal colour codes.
+    let until = Instant::now() + EXIT_DEADLINE;
+    tokio::task::block_in_place(|| {
+        while !demo.stderr().contains("demo stopped") && Instant::now() < until {
+            std::thread::sleep(POLL);
+        }
+    });
+    let stderr = demo.stderr();
+    assert!(
+        stderr.contains("demo stopped"),
+        "the last log line was lost at exit\nstderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("job request"),
+        "the served job has no access-log line\nstderr:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "log lines to a pipe carry terminal escape codes\nstderr:\n{stderr}"
+    );
 }
 
 #[test]

@@ -152,7 +152,7 @@ impl OrchestratorClient {
     /// Calls `/net.Orchestrator/GetOrchestrator`. `capabilities: None` asks
     /// for every capability's price and the GPU list; `Some(job
     /// capabilities)` prices just those. Bounded by `timeout` in total.
-    #[tracing::instrument(skip_all, fields(orchestrator = %id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(orchestrator = %id))]
     pub async fn get_orchestrator(
         &self,
         id: &OrchestratorId,
@@ -187,7 +187,7 @@ impl OrchestratorClient {
     /// `timeout` bounds the whole exchange for JSON replies, and everything up
     /// to the response headers for `text/event-stream` replies (the caller
     /// bounds the stream).
-    #[tracing::instrument(skip_all, fields(orchestrator = %session.info.id, pipeline = %job.pipeline))]
+    #[tracing::instrument(level = "debug", skip_all, fields(orchestrator = %session.info.id, pipeline = %job.pipeline))]
     pub async fn submit(
         &self,
         session: &Session,
