@@ -14,10 +14,11 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// Lines queued for the writer thread at most. At ~300 bytes a line this is
-/// ~20 MB in the worst case, and several seconds of the busiest node's
-/// access log if stderr stalls.
-pub const MAX_QUEUED_LOG_LINES: usize = 65_536;
+/// Lines queued for the writer thread at most: 8 s of a node serving 1,000
+/// jobs a second (one access-log line each) while stderr stalls. The queue's
+/// slots are allocated up front (~40 bytes each, 330 KB); its lines take
+/// ~300 bytes each only while queued.
+pub const MAX_QUEUED_LOG_LINES: usize = 8_192;
 
 /// Keeps the writer thread. Dropping it writes what is still queued and
 /// reports lines dropped because the queue was full.
