@@ -627,5 +627,5 @@ fn default_media_fetch_timeout_ms() -> u64 {
     4_000
 }
 fn default_log_filter() -> String {
-    "warn,node=info,mesh=info,api=info,livepeer=info".into()
+    "warn,rustls=error,node=info,mesh=info,api=info,livepeer=info".into()
 }
