@@ -469,7 +469,11 @@ impl Executor {
         Ok(prepared)
     }
 
-    async fn session(&self, id: &OrchestratorId, job: &JobSpec) -> Result<Session, AttemptError> {
+    async fn session(
+        &self,
+        id: &OrchestratorId,
+        job: &JobSpec,
+    ) -> Result<Arc<Session>, AttemptError> {
         let inner = &self.inner;
         let now_unix = unix_now();
         if let Some(session) = inner.registry.session(id, job.pipeline, &job.model_id)
@@ -485,6 +489,7 @@ impl Executor {
             .get_orchestrator(id, Some(capabilities), inner.rpc_timeout)
             .await
             .map_err(AttemptError::Orchestrator)?;
+        let session = Arc::new(session);
         inner
             .registry
             .store_session(id, job.pipeline, &job.model_id, session.clone());

@@ -45,7 +45,9 @@ struct Entry {
     /// `in_flight`, so bounded by this node's concurrency.
     started: Vec<(u64, u64)>,
     /// Job sessions per (pipeline, model): the auth token and transcoder URL.
-    sessions: HashMap<(Pipeline, String), Session>,
+    /// Shared, because every attempt reads one (a session holds the whole
+    /// `OrchestratorInfo`, too much to copy per job).
+    sessions: HashMap<(Pipeline, String), Arc<Session>>,
 }
 
 impl Registry {
@@ -96,7 +98,7 @@ impl Registry {
         id: &OrchestratorId,
         pipeline: Pipeline,
         model_id: &str,
-    ) -> Option<Session> {
+    ) -> Option<Arc<Session>> {
         self.read()
             .get(id)?
             .sessions
@@ -111,7 +113,7 @@ impl Registry {
         id: &OrchestratorId,
         pipeline: Pipeline,
         model_id: &str,
-        session: Session,
+        session: Arc<Session>,
     ) {
         if let Some(entry) = self.write().get_mut(id) {
             if entry.sessions.len() >= MAX_SESSIONS_PER_ORCHESTRATOR {

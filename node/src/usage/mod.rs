@@ -268,19 +268,28 @@ impl UsageService {
     /// else the price in the shared view, e.g. for forwarded jobs).
     fn complete(&self, usage: JobUsage) -> UsageRecord {
         let orchestrator = usage.attribution.as_ref().map(|a| a.orchestrator.clone());
+        // The price of the session the job ran on, else the capability
+        // price in that session's own reply. Only if the session is gone
+        // already (dropped by a refresh since) the shared view's copy of the
+        // orchestrator's info: a snapshot is rebuilt after every job's
+        // observation, too dear to read per job.
         let price = orchestrator.as_ref().and_then(|id| {
-            self.inner
+            match self
+                .inner
                 .registry
                 .session(id, usage.pipeline, &usage.model_id)
-                .and_then(|s| s.price)
-                .or_else(|| {
-                    self.inner
-                        .cluster
-                        .snapshot()
-                        .orchestrator(id)
-                        .and_then(|o| o.info.as_ref())
-                        .and_then(|info| info.price_for(usage.pipeline, &usage.model_id))
-                })
+            {
+                Some(session) => session
+                    .price
+                    .or_else(|| session.info.price_for(usage.pipeline, &usage.model_id)),
+                None => self
+                    .inner
+                    .cluster
+                    .snapshot()
+                    .orchestrator(id)
+                    .and_then(|o| o.info.as_ref())
+                    .and_then(|info| info.price_for(usage.pipeline, &usage.model_id)),
+            }
         });
         let units = usage.orchestrator_units;
         let paid = usage.outcome == mesh_core::billing::UsageOutcome::Ok;
