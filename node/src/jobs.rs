@@ -18,7 +18,7 @@ use livepeer::{
 };
 use mesh_core::route::{RoutePlan, Tier};
 use mesh_core::view::ErrorClass as ObservedError;
-use mesh_core::{Attribution, JobError, JobSpec, NodeId, OrchestratorId, RegionId};
+use mesh_core::{Attribution, JobError, JobSpec, NodeId, OrchestratorId, Pipeline, RegionId};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
@@ -453,6 +453,15 @@ impl Executor {
             .await
             .map_err(AttemptError::Orchestrator)?;
         let prepared = match response {
+            // An LLM answer has no media to re-host ("url" keys in it are
+            // citations, not results): check that it is JSON, without
+            // building a document.
+            AiResponse::Json(body) if job.pipeline == Pipeline::Llm => {
+                if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
+                    return Err(not_json());
+                }
+                Prepared::Json(body)
+            }
             AiResponse::Json(body) => Prepared::Json(
                 self.rehost_media(body, [orchestrator.as_str(), &session.transcoder], context)
                     .await?,
@@ -508,9 +517,7 @@ impl Executor {
         context: &RequestContext,
     ) -> Result<Bytes, AttemptError> {
         let Ok(mut document) = serde_json::from_slice::<serde_json::Value>(&body) else {
-            return Err(AttemptError::BadResult(
-                "orchestrator returned a 200 response that is not JSON".into(),
-            ));
+            return Err(not_json());
         };
         let mut urls = Vec::new();
         collect_media_urls(&mut document, 0, &mut urls);
@@ -680,6 +687,11 @@ fn media_url_allowed(url: &str, origin_hosts: &[String]) -> bool {
 
 /// Finds string values under keys named `url` that point at media
 /// (`http(s)://` or `data:`), depth-first, bounded in depth.
+/// A 200 answer whose body is not JSON: a bad result, retried elsewhere.
+fn not_json() -> AttemptError {
+    AttemptError::BadResult("orchestrator returned a 200 response that is not JSON".into())
+}
+
 fn collect_media_urls<'a>(
     value: &'a mut serde_json::Value,
     depth: usize,

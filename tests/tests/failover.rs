@@ -1,6 +1,7 @@
 //! Orchestrator failures are invisible to clients: a crash in the middle of
-//! a run, a restart with a new certificate and auth secret, and an
-//! orchestrator answering `insufficient capacity`.
+//! a run, a restart with a new certificate and auth secret, an orchestrator
+//! answering `insufficient capacity`, and one answering 200 with a body that
+//! is not JSON.
 
 use std::collections::BTreeMap;
 
@@ -199,5 +200,79 @@ async fn insufficient_capacity_sends_the_job_elsewhere() -> anyhow::Result<()> {
     ensure!(long.orchestrator.as_deref() == Some(busy.url()));
     gateway.shutdown().await;
     filler.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_200_answer_that_is_not_json_is_retried_elsewhere() -> anyhow::Result<()> {
+    // `broken`: warm, answers every job 200 with HTML in an
+    // `application/json` body. `good`: the same models, cold, so the gateway
+    // tries `broken` first while it knows nothing against it.
+    let models = |warm: bool| {
+        [Pipeline::Llm, Pipeline::TextToImage]
+            .map(|pipeline| ModelSpec {
+                warm,
+                ..ModelSpec::new(pipeline).capacity(4)
+            })
+            .to_vec()
+    };
+    let broken = Emulator::start(OrchestratorSpec::new("broken", models(true))).await?;
+    broken.set_broken_answers(true);
+    let good = Emulator::start(OrchestratorSpec::new("good", models(false))).await?;
+    let llm = json!({"messages": [{"role": "user", "content": "hello"}], "max_tokens": 4});
+
+    // Alone, `broken` is a bad result the client hears about, not a 200.
+    let alone = Gateway::start_ready(vec![broken.url().to_owned()]).await?;
+    for (path, body) in [
+        ("/llm", llm.clone()),
+        ("/text-to-image", json!({"prompt": "alone"})),
+    ] {
+        let answer = JobAnswer::read(alone.post_json(path, &body).send().await?).await?;
+        let text = String::from_utf8_lossy(&answer.raw);
+        ensure!(
+            answer.status >= 500 && text.contains("not JSON"),
+            "{path} through the broken orchestrator alone answered {}: {text}",
+            answer.status
+        );
+    }
+    alone.shutdown().await;
+
+    // With `good` beside it, every job is served, by `good`.
+    let gateway = Gateway::start(&GatewayConfig::new(vec![
+        broken.url().to_owned(),
+        good.url().to_owned(),
+    ]))
+    .await?;
+    gateway.wait_ready().await?;
+    gateway.wait_capable(Pipeline::Llm, 2).await?;
+    let tried_before = broken.stats().jobs_served;
+    for n in 0..5 {
+        let answer = JobAnswer::read(gateway.post_json("/llm", &llm).send().await?).await?;
+        ensure!(
+            answer.status == 200 && answer.orchestrator.as_deref() == Some(good.url()),
+            "llm request {n} answered {} by {:?}: {}",
+            answer.status,
+            answer.orchestrator,
+            String::from_utf8_lossy(&answer.raw)
+        );
+        ensure!(
+            answer.body["choices"][0]["message"]["content"].is_string(),
+            "llm request {n}: {}",
+            answer.body
+        );
+        let answer = text_to_image_ok(&gateway, n).await?;
+        ensure!(
+            answer.orchestrator.as_deref() == Some(good.url()),
+            "text-to-image request {n} served by {:?}",
+            answer.orchestrator
+        );
+    }
+    let broken_stats = broken.stats();
+    ensure!(
+        broken_stats.jobs_served > tried_before,
+        "the broken orchestrator was never tried beside the good one, so the retry was not \
+         exercised (does the gateway still prefer warm models?): {broken_stats:?}"
+    );
+    gateway.shutdown().await;
     Ok(())
 }

@@ -222,6 +222,13 @@ async fn run_job(
             format!("{pipeline} container returned 500: emulated runner failure (injected)"),
         ));
     }
+    if shared.broken_answers() {
+        return Ok((
+            [(header::CONTENT_TYPE, "application/json")],
+            "<html>502 Bad Gateway (emulated broken runner)</html>",
+        )
+            .into_response());
+    }
     let legacy_images = headers
         .get(header::AUTHORIZATION)
         .is_none_or(|v| v.as_bytes() != AI_WORKER_AUTHORIZATION.as_bytes());

@@ -220,6 +220,12 @@ impl EmulatedOrchestrator {
         self.shared.update_settings(|s| s.error_rate = rate);
     }
 
+    /// Answers every job 200 with `application/json` content that is not
+    /// JSON (`true`), or normally again (`false`).
+    pub fn set_broken_answers(&self, broken: bool) {
+        self.shared.update_settings(|s| s.broken_answers = broken);
+    }
+
     /// Sets the per-job processing time.
     pub fn set_latency(&self, latency: LatencySpec) {
         self.shared.update_settings(|s| s.latency = latency);

@@ -30,6 +30,9 @@ pub(crate) struct Settings {
     pub(crate) price: Option<PriceSpec>,
     pub(crate) inter_token_delay: Duration,
     pub(crate) region_latency_ms: BTreeMap<IpAddr, u64>,
+    /// Answer every job 200 with a body that is not JSON (a broken runner
+    /// behind a healthy orchestrator).
+    pub(crate) broken_answers: bool,
 }
 
 /// Counters of one emulated orchestrator, cumulative across restarts.
@@ -144,6 +147,7 @@ impl Shared {
                 price: spec.price,
                 inter_token_delay: Duration::from_millis(spec.inter_token_delay_ms),
                 region_latency_ms: spec.region_latency_ms.clone(),
+                broken_answers: false,
             }),
             rng: Mutex::new(StdRng::seed_from_u64(spec.seed)),
             secret: RwLock::new(AuthSecret::random()),
@@ -236,6 +240,11 @@ impl Shared {
             }
         };
         Duration::from_secs_f64((ms.max(0.0) / 1000.0).min(MAX_JOB_LATENCY.as_secs_f64()))
+    }
+
+    /// Whether jobs are answered 200 with a body that is not JSON.
+    pub(crate) fn broken_answers(&self) -> bool {
+        lock(&self.settings).broken_answers
     }
 
     /// Whether this job fails with an injected error.
