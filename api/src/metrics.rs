@@ -144,6 +144,7 @@ struct Inner {
     tenant_usage_ratio: Family<TenantLimitLabels, FloatGauge>,
     config_reloads: Family<ReloadLabels, Counter>,
     http_requests: Family<HttpLabels, Counter>,
+    log_dropped_lines: Counter,
     usage: usage::UsageMetrics,
     models: BoundedLabels,
     orchestrators: BoundedLabels,
@@ -202,6 +203,7 @@ impl Metrics {
         let tenant_usage_ratio = Family::<TenantLimitLabels, FloatGauge>::default();
         let config_reloads = Family::<ReloadLabels, Counter>::default();
         let http_requests = Family::default();
+        let log_dropped_lines = Counter::default();
 
         registry.register(
             "jobs",
@@ -333,6 +335,11 @@ impl Metrics {
             "HTTP requests by route template and status code",
             http_requests.clone(),
         );
+        registry.register(
+            "log_dropped_lines",
+            "Log lines dropped because the queue to the log writer was full (stderr stalled)",
+            log_dropped_lines.clone(),
+        );
         let usage = usage::UsageMetrics::register(&mut registry);
 
         let offer = offer::OfferMetrics::register(&mut registry);
@@ -368,6 +375,7 @@ impl Metrics {
                 tenant_usage_ratio,
                 config_reloads,
                 http_requests,
+                log_dropped_lines,
                 usage,
                 models: BoundedLabels::new(MAX_MODEL_LABELS),
                 orchestrators: BoundedLabels::new(MAX_ORCHESTRATOR_LABELS),
@@ -377,6 +385,16 @@ impl Metrics {
                 totals: Totals::default(),
                 view_state: Mutex::new(ViewState::default()),
             }),
+        }
+    }
+
+    /// Sets `gatemesh_log_dropped_lines_total` to the log writer's count
+    /// since start (a counter: a lower `total` is ignored).
+    pub fn set_log_dropped_lines(&self, total: u64) {
+        let counter = &self.inner.log_dropped_lines;
+        let now = counter.get();
+        if total > now {
+            counter.inc_by(total - now);
         }
     }
 
@@ -1023,4 +1041,36 @@ struct ReloadLabels {
 struct HttpLabels {
     route: String,
     status: u16,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_log_lines_only_count_up() {
+        let metrics = Metrics::new();
+        let line = |metrics: &Metrics| {
+            metrics
+                .encode()
+                .lines()
+                .find(|l| l.starts_with("gatemesh_log_dropped_lines_total "))
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            line(&metrics).as_deref(),
+            Some("gatemesh_log_dropped_lines_total 0")
+        );
+        metrics.set_log_dropped_lines(7);
+        metrics.set_log_dropped_lines(3);
+        assert_eq!(
+            line(&metrics).as_deref(),
+            Some("gatemesh_log_dropped_lines_total 7")
+        );
+        metrics.set_log_dropped_lines(12);
+        assert_eq!(
+            line(&metrics).as_deref(),
+            Some("gatemesh_log_dropped_lines_total 12")
+        );
+    }
 }

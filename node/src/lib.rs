@@ -341,6 +341,10 @@ impl Node {
                 refresh_now,
                 stop_rx,
             )),
+            tokio::spawn(copy_dropped_log_lines(
+                metrics.clone(),
+                stop_background.subscribe(),
+            )),
             tokio::spawn(async move {
                 let serve =
                     axum::serve(admin_listener, admin_router).with_graceful_shutdown(async move {
@@ -521,6 +525,21 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     shutdown.await;
     tracing::info!("shutdown requested; draining");
     node.shutdown().await
+}
+
+/// How often the log writer's dropped-line count is copied into the metrics.
+const LOG_DROPPED_REFRESH: Duration = Duration::from_secs(5);
+
+/// Copies [`telemetry::dropped_log_lines`] into
+/// `gatemesh_log_dropped_lines_total` until `stop` changes.
+async fn copy_dropped_log_lines(metrics: api::Metrics, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(LOG_DROPPED_REFRESH);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => metrics.set_log_dropped_lines(telemetry::dropped_log_lines()),
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -8,8 +8,9 @@
 //! lines is printed when the process exits.
 
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -20,12 +21,23 @@ use crate::config::LogFormat;
 /// ~300 bytes each only while queued.
 pub const MAX_QUEUED_LOG_LINES: usize = 8_192;
 
+/// The installed writer's count of dropped lines.
+static DROPPED_LINES: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Lines dropped since start because the queue was full (0 before
+/// [`init`] or when another subscriber was installed first).
+pub fn dropped_log_lines() -> u64 {
+    DROPPED_LINES
+        .get()
+        .map_or(0, |dropped| dropped.dropped_lines() as u64)
+}
+
 /// Keeps the writer thread. Dropping it writes what is still queued and
 /// reports lines dropped because the queue was full.
 #[must_use = "dropping the guard stops the log writer"]
 pub struct LogGuard {
     worker: Option<WorkerGuard>,
-    dropped: Option<tracing_appender::non_blocking::ErrorCounter>,
+    dropped: Option<ErrorCounter>,
 }
 
 impl std::fmt::Debug for LogGuard {
@@ -74,10 +86,13 @@ pub fn init(format: LogFormat, filter: &str) -> LogGuard {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
     match installed {
-        Ok(()) => LogGuard {
-            worker: Some(worker),
-            dropped: Some(dropped),
-        },
+        Ok(()) => {
+            let _ = DROPPED_LINES.set(dropped.clone());
+            LogGuard {
+                worker: Some(worker),
+                dropped: Some(dropped),
+            }
+        }
         Err(_) => LogGuard {
             worker: None,
             dropped: None,
