@@ -685,13 +685,13 @@ fn media_url_allowed(url: &str, origin_hosts: &[String]) -> bool {
     url_host(url).is_some_and(|host| origin_hosts.contains(&host))
 }
 
-/// Finds string values under keys named `url` that point at media
-/// (`http(s)://` or `data:`), depth-first, bounded in depth.
 /// A 200 answer whose body is not JSON: a bad result, retried elsewhere.
 fn not_json() -> AttemptError {
     AttemptError::BadResult("orchestrator returned a 200 response that is not JSON".into())
 }
 
+/// Finds string values under keys named `url` that point at media
+/// (`http(s)://` or `data:`), depth-first, bounded in depth.
 fn collect_media_urls<'a>(
     value: &'a mut serde_json::Value,
     depth: usize,
