@@ -425,6 +425,30 @@ pub async fn wait_log_line(
     found.context("the log line was found")
 }
 
+/// The public (`https://…`) and admin (`http://…`) URLs a `gatemesh`
+/// process logged in its JSON `node started` event.
+pub fn started_urls(started: &Value) -> anyhow::Result<(String, String)> {
+    let public = format!(
+        "https://{}",
+        started["public_addr"].as_str().context("public_addr")?
+    );
+    let admin = format!(
+        "http://{}",
+        started["admin_addr"].as_str().context("admin_addr")?
+    );
+    Ok((public, admin))
+}
+
+/// Waits (bounded) until `{public}/readyz` answers 200.
+pub async fn wait_public_ready(public: &str, deadline: Duration) -> anyhow::Result<()> {
+    let client = https_client();
+    crate::wait_until("/readyz 200", deadline, || {
+        let request = client.get(format!("{public}/readyz")).send();
+        async move { request.await.is_ok_and(|r| r.status() == 200) }
+    })
+    .await
+}
+
 /// Headless Chromium.
 pub mod chromium {
     use std::path::{Path, PathBuf};

@@ -14,7 +14,7 @@ use anyhow::{Context, ensure};
 use mesh_core::Pipeline;
 use simulations::emulator::{Fleet, LatencySpec, ModelSpec, OrchestratorSpec};
 use tests::lab::{ProcessNode, gatemesh_binary, poll_until};
-use tests::ops::{Record, send_text_to_image, wait_log_line};
+use tests::ops::{Record, send_text_to_image, started_urls, wait_log_line, wait_public_ready};
 use tests::{API_KEY, https_client, wait_until};
 use tokio::time::Instant;
 
@@ -137,23 +137,11 @@ async fn ops_drain_sigterm_loses_no_accepted_job() -> anyhow::Result<()> {
     let started = wait_log_line(&log_path, "node started", Duration::from_secs(20))
         .await
         .with_context(|| child.log_tail(50))?;
-    let url = format!(
-        "https://{}",
-        started["public_addr"]
-            .as_str()
-            .context("\"node started\" without public_addr")?
-    );
+    let (url, _) = started_urls(&started)?;
+    wait_public_ready(&url, Duration::from_secs(20))
+        .await
+        .with_context(|| child.log_tail(50))?;
     let client = https_client();
-    wait_until(
-        "the child's /readyz to answer 200",
-        Duration::from_secs(20),
-        || {
-            let request = client.get(format!("{url}/readyz")).send();
-            async move { request.await.is_ok_and(|r| r.status() == 200) }
-        },
-    )
-    .await
-    .with_context(|| child.log_tail(50))?;
 
     // The stream of jobs.
     let sigterm_sent = Arc::new(AtomicBool::new(false));

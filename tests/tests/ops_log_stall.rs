@@ -15,8 +15,8 @@ use mesh_core::Pipeline;
 use serde_json::{Value, json};
 use simulations::emulator::{Emulator, ModelSpec, OrchestratorSpec};
 use tests::lab::gatemesh_binary;
-use tests::ops::Scrape;
-use tests::{API_KEY, GatewayConfig, https_client, wait_until};
+use tests::ops::{Scrape, started_urls, wait_public_ready};
+use tests::{API_KEY, GatewayConfig, https_client};
 
 /// How long the whole test may take once the node is up.
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -87,21 +87,9 @@ async fn a_stalled_stderr_drops_log_lines_and_delays_no_request() -> anyhow::Res
     let mut stderr = BufReader::new(stderr);
     let started = tokio::task::block_in_place(|| read_until_started(&mut stderr))?;
     // `stderr` stays alive and unread until the end of the test.
-    let public = format!(
-        "https://{}",
-        started["public_addr"].as_str().context("public_addr")?
-    );
-    let admin = format!(
-        "http://{}",
-        started["admin_addr"].as_str().context("admin_addr")?
-    );
-
+    let (public, admin) = started_urls(&started)?;
+    wait_public_ready(&public, Duration::from_secs(30)).await?;
     let client = https_client();
-    wait_until("/readyz 200", Duration::from_secs(30), || {
-        let request = client.get(format!("{public}/readyz")).send();
-        async move { request.await.is_ok_and(|r| r.status() == 200) }
-    })
-    .await?;
     let body = json!({"messages": [{"role": "user", "content": "hello"}], "max_tokens": 2});
     let until = Instant::now() + DEADLINE;
     let mut jobs = 0usize;

@@ -17,7 +17,7 @@ use mesh_core::billing::UsageRecord;
 use serde_json::json;
 use simulations::emulator::{Fleet, LatencySpec, ModelSpec, OrchestratorSpec};
 use tests::lab::{ProcessNode, gatemesh_binary};
-use tests::ops::wait_log_line;
+use tests::ops::{started_urls, wait_log_line, wait_public_ready};
 use tests::{API_KEY, GatewayConfig, https_client, wait_until};
 
 /// Concurrent client loops.
@@ -60,21 +60,10 @@ async fn start(
     let started = wait_log_line(&log, "node started", Duration::from_secs(30))
         .await
         .with_context(|| child.log_tail(50))?;
-    let public = format!(
-        "https://{}",
-        started["public_addr"].as_str().context("public_addr")?
-    );
-    let admin = format!(
-        "http://{}",
-        started["admin_addr"].as_str().context("admin_addr")?
-    );
-    let client = https_client();
-    wait_until("/readyz 200", Duration::from_secs(30), || {
-        let request = client.get(format!("{public}/readyz")).send();
-        async move { request.await.is_ok_and(|r| r.status() == 200) }
-    })
-    .await
-    .with_context(|| child.log_tail(50))?;
+    let (public, admin) = started_urls(&started)?;
+    wait_public_ready(&public, Duration::from_secs(30))
+        .await
+        .with_context(|| child.log_tail(50))?;
     Ok((child, public, admin))
 }
 
