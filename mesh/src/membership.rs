@@ -72,8 +72,8 @@ pub enum MemberState {
     Alive,
     /// No direct heartbeat for more than half of `dead_after_ms`.
     Suspect,
-    /// No direct heartbeat for more than `dead_after_ms`, or chitchat's
-    /// slower detector declared it dead.
+    /// No direct heartbeat for more than `dead_after_ms` (chitchat's own,
+    /// slower detector only decides when its state is collected).
     Dead,
     /// It announced its departure.
     Left,
