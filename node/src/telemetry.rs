@@ -36,8 +36,8 @@ pub fn dropped_log_lines() -> u64 {
 /// reports lines dropped because the queue was full.
 #[must_use = "dropping the guard stops the log writer"]
 pub struct LogGuard {
+    /// `None` when another subscriber was installed first.
     worker: Option<WorkerGuard>,
-    dropped: Option<ErrorCounter>,
 }
 
 impl std::fmt::Debug for LogGuard {
@@ -51,9 +51,9 @@ impl std::fmt::Debug for LogGuard {
 impl Drop for LogGuard {
     fn drop(&mut self) {
         // Flush first, so the count below comes after every line written.
-        drop(self.worker.take());
-        if let Some(dropped) = &self.dropped {
-            let count = dropped.dropped_lines();
+        if let Some(worker) = self.worker.take() {
+            drop(worker);
+            let count = dropped_log_lines();
             if count > 0 {
                 eprintln!("gatemesh: {count} log lines dropped (the log queue was full)");
             }
@@ -87,15 +87,11 @@ pub fn init(format: LogFormat, filter: &str) -> LogGuard {
     };
     match installed {
         Ok(()) => {
-            let _ = DROPPED_LINES.set(dropped.clone());
+            let _ = DROPPED_LINES.set(dropped);
             LogGuard {
                 worker: Some(worker),
-                dropped: Some(dropped),
             }
         }
-        Err(_) => LogGuard {
-            worker: None,
-            dropped: None,
-        },
+        Err(_) => LogGuard { worker: None },
     }
 }
