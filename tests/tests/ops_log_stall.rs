@@ -18,6 +18,8 @@ use tests::lab::gatemesh_binary;
 use tests::ops::{Scrape, started_urls, wait_public_ready};
 use tests::{API_KEY, GatewayConfig, https_client};
 
+/// How long the node may take to log "node started".
+const STARTUP_DEADLINE: Duration = Duration::from_secs(30);
 /// How long the whole test may take once the node is up.
 const DEADLINE: Duration = Duration::from_secs(90);
 /// Most jobs sent while waiting for the first dropped line.
@@ -84,8 +86,19 @@ async fn a_stalled_stderr_drops_log_lines_and_delays_no_request() -> anyhow::Res
         .with_context(|| format!("starting {}", binary.display()))?;
     let stderr = child.stderr.take().context("stderr is piped")?;
     let node = Node { child };
-    let mut stderr = BufReader::new(stderr);
-    let started = tokio::task::block_in_place(|| read_until_started(&mut stderr))?;
+    // Read on a thread, so that a node that never logs "node started" (and
+    // never closes stderr) fails the test at STARTUP_DEADLINE instead of
+    // blocking it; the thread ends when `node`'s drop kills the process.
+    let (found, reader) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut stderr = BufReader::new(stderr);
+        let started = read_until_started(&mut stderr);
+        let _ = found.send((started, stderr));
+    });
+    let (started, stderr) =
+        tokio::task::block_in_place(|| reader.recv_timeout(STARTUP_DEADLINE))
+            .with_context(|| format!("no `node started` on stderr within {STARTUP_DEADLINE:?}"))?;
+    let started = started?;
     // `stderr` stays alive and unread until the end of the test.
     let (public, admin) = started_urls(&started)?;
     wait_public_ready(&public, Duration::from_secs(30)).await?;
