@@ -2,9 +2,7 @@
 //! ports: cluster and view JSON, blocklist edits, events, stats, the token,
 //! and the Prometheus exposition.
 
-mod admin_common;
-
-use admin_common::*;
+use crate::admin_common::*;
 use api::admin::{AdminState, admin_router};
 use api::metrics::{self, Metrics};
 use axum::Router;

@@ -6,13 +6,11 @@
 //! Chromium is required: `scripts/setup` installs Debian's `chromium`. When
 //! it is missing this test fails (it does not skip).
 
-mod admin_common;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use admin_common::*;
+use crate::admin_common::*;
 use api::admin_router;
 use api::metrics::{JobOutcome, JobSample};
 use mesh_core::Pipeline;

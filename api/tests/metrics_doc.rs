@@ -2,11 +2,9 @@
 //! every documented metric is exposed with its documented type and labels,
 //! and every exposed `gatemesh_` metric is documented.
 
-mod admin_common;
-
 use std::collections::{BTreeMap, BTreeSet};
 
-use admin_common::*;
+use crate::admin_common::*;
 use api::admin_router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};

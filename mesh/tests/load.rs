@@ -3,9 +3,7 @@
 //! (`announce_load` → subscriber), printed with `--no-capture`.
 //!
 //! Reproduce the latency figures:
-//! `cargo nextest run -p mesh --test load --no-capture -E 'test(latency)'`
-
-mod common;
+//! `cargo nextest run -p mesh --no-capture -E 'test(/^load::/) & test(latency)'`
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +18,7 @@ use mesh_core::load::{LoadAnnouncement, MAX_LOAD_ANNOUNCEMENT_BYTES};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use common::{CONVERGE, Ca, loopback};
+use crate::common::{CONVERGE, Ca, loopback};
 
 /// Announcements in the latency run.
 const LATENCY_SAMPLES: u64 = 2_000;

@@ -1,8 +1,6 @@
 //! Multi-node tests on loopback: membership, records, failure detection,
 //! restarts, forwarding, hostile peers and DNS seeds.
 
-mod common;
-
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -18,7 +16,7 @@ use mesh::{
 use mesh_core::NodeId;
 use tokio::time::Instant;
 
-use common::{CONVERGE, Ca, loopback};
+use crate::common::{CONVERGE, Ca, loopback};
 
 fn config(listen: SocketAddr, seeds: &[SocketAddr]) -> MeshConfig {
     MeshConfig {

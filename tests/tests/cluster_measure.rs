@@ -1,5 +1,5 @@
 //! Measurements for the closing note, run by hand:
-//! `cargo build -p node --bin gatemesh && cargo nextest run -p tests --test cluster_measure --run-ignored only --no-capture`.
+//! `cargo build -p node --bin gatemesh && cargo nextest run -p tests --run-ignored only --no-capture -E 'test(/^cluster_measure::/)'`.
 //! Prints a table: observation propagation (p50/p99 until visible on all
 //! other nodes), crash detection, gossip bytes per node per second (idle
 //! and with every record changing each second), RSS per real process.
