@@ -373,12 +373,7 @@ impl Node {
         }
 
         let server = axum_server::Handle::new();
-        let rustls_config =
-            axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls_config));
-        // TCP_NODELAY: an SSE chunk (one LLM token) must not wait for the
-        // client's delayed ACK of the previous one (Nagle's algorithm).
-        let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls_config)
-            .acceptor(axum_server::accept::NoDelayAcceptor::new());
+        let acceptor = tls::public_acceptor(tls_config);
         let serve = axum_server::from_tcp(listener)
             .map_err(|source| RunError::Bind {
                 addr: public_addr,

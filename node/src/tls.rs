@@ -1,5 +1,6 @@
 //! The public listener's TLS configuration: certificate files from the
-//! config, or a self-signed certificate generated at start for local use.
+//! config, or a self-signed certificate generated at start for local use;
+//! and the acceptor that serves it.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -89,4 +90,58 @@ fn server_config(
         .map_err(|e| TlsError::Config(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// The public listener's acceptor: TLS, on TCP connections with Nagle's
+/// algorithm turned off (TCP_NODELAY). Without it an SSE chunk (one LLM
+/// token) written while the previous one is unacknowledged waits for the
+/// client's delayed ACK: at 20 ms between tokens, gaps had a p99 of 43 ms
+/// instead of 22 ms.
+pub fn public_acceptor(
+    config: rustls::ServerConfig,
+) -> axum_server::tls_rustls::RustlsAcceptor<axum_server::accept::NoDelayAcceptor> {
+    let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config));
+    axum_server::tls_rustls::RustlsAcceptor::new(config)
+        .acceptor(axum_server::accept::NoDelayAcceptor::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum_server::accept::Accept;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_public_acceptor_turns_nagle_off_on_every_connection() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let loopback = IpAddr::from([127, 0, 0, 1]);
+        let acceptor = public_acceptor(self_signed_server_config(loopback).unwrap());
+        let listener = tokio::net::TcpListener::bind((loopback, 0)).await.unwrap();
+        let url = format!("https://{}/", listener.local_addr().unwrap());
+        // A real TLS client; its request fails once the stream is dropped.
+        let client = tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .danger_accept_invalid_certs(true)
+                .build()
+                .unwrap();
+            let _ = client.get(url).send().await;
+        });
+
+        let (tcp, _) = listener.accept().await.unwrap();
+        // Accepted sockets start with Nagle on: the acceptor must change that.
+        assert!(!tcp.nodelay().unwrap());
+        let (stream, _service) =
+            tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp, ()))
+                .await
+                .expect("the TLS handshake finishes within 10 s")
+                .unwrap();
+        assert!(
+            stream.get_ref().0.nodelay().unwrap(),
+            "TCP_NODELAY is off on an accepted public connection"
+        );
+        drop(stream);
+        client.abort();
+    }
 }
