@@ -666,8 +666,10 @@ pub fn free_udp_port(ip: Ipv4Addr) -> anyhow::Result<u16> {
 }
 
 /// The `gatemesh` binary of the same build as this test
-/// (`target/<profile>/gatemesh`), which `cargo build -p node --bin gatemesh`
-/// produces. Fails with that hint when it is missing.
+/// (`target/<profile>/gatemesh`). A workspace test build (`scripts/test`,
+/// `cargo nextest run --workspace`) builds it, because node's integration
+/// tests need it; a narrower run needs `cargo build -p node --bin gatemesh`
+/// first. Fails with that hint when it is missing.
 pub fn gatemesh_binary() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the test binary")?;
     // target/<profile>/deps/<test> → target/<profile>/gatemesh
