@@ -1,10 +1,7 @@
 //! The mesh crate's integration tests: real QUIC nodes on loopback.
 //!
-//! Each file beside this one is a module of one test binary, declared below
-//! (the crate sets `autotests = false`). One binary per crate, not per file:
-//! every test binary links the whole stack, about 100 MB each in a debug build,
-//! and forty of them filled CI's disk. nextest still runs every test in its
-//! own process, so tests share no state. Run one file's tests with a filter:
+//! One test binary for the crate: each file beside this one is a module,
+//! declared below (why: ARCHITECTURE.md, Invariants). One file's tests:
 //! `cargo nextest run -p mesh -E 'test(/^MODULE::/)'`.
 
 mod common;
