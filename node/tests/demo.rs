@@ -117,28 +117,32 @@ impl DemoProcess {
 
     /// Waits for the `gatemesh` process to exit, up to `deadline`.
     fn wait_exit(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
-        let until = Instant::now() + deadline;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() >= until {
-                return None;
-            }
-            std::thread::sleep(POLL);
-        }
+        let mut status = None;
+        poll_until(deadline, || {
+            status = self.child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        status
     }
 
     /// Waits until no process of the group is left, up to `deadline`.
     fn wait_group_gone(&self, deadline: Duration) -> bool {
-        let until = Instant::now() + deadline;
-        while self.signal_group("0") {
-            if Instant::now() >= until {
-                return false;
-            }
-            std::thread::sleep(POLL);
+        poll_until(deadline, || !self.signal_group("0"))
+    }
+}
+
+/// Checks `done` every [`POLL`] until it holds (true) or `deadline` has passed
+/// (false). Blocks the thread: call it inside `block_in_place`.
+fn poll_until(deadline: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + deadline;
+    loop {
+        if done() {
+            return true;
         }
-        true
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(POLL);
     }
 }
 
@@ -404,11 +408,8 @@ async fn the_demo_prints_a_working_curl_line_and_serves_the_image() {
     // Logs go through a queue to a writer thread: the line logged last,
     // after the nodes stopped, must still reach stderr before the exit. And
     // stderr is a pipe here, so no terminal colour codes.
-    let until = Instant::now() + EXIT_DEADLINE;
     tokio::task::block_in_place(|| {
-        while !demo.stderr().contains("demo stopped") && Instant::now() < until {
-            std::thread::sleep(POLL);
-        }
+        poll_until(EXIT_DEADLINE, || demo.stderr().contains("demo stopped"))
     });
     let stderr = demo.stderr();
     assert!(
