@@ -4,7 +4,10 @@
 //! `gatemesh-sim` (see SIMULATION.md).
 
 use simulations::sim::report::{ScenarioReport, check};
-use simulations::sim::{Plan, PolicyKind, Scenario, Size, run_policy, run_scenario, table};
+use simulations::sim::{
+    Plan, PolicyKind, RunOptions, Scenario, Size, run_policy, run_scenario, run_scenario_with,
+    sweep_table, sweep_with, table,
+};
 
 const SEED: u64 = 3;
 
@@ -118,4 +121,54 @@ fn property_5b_accuracy_above_every_baseline_in_every_scenario() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn the_late_truth_bound_runs_beside_the_policies_only_when_asked() {
+    let with = RunOptions { late_truth: true };
+    let report = run_scenario_with(Scenario::Steady, TINY, 11, with);
+    let bound = report.late_truth.as_ref().expect("asked for the bound");
+    let gatemesh = &report.results[0];
+    assert_eq!(bound.policy, "late-truth");
+    // The same clients: the bound serves the jobs gatemesh serves.
+    assert_eq!(bound.jobs, gatemesh.jobs);
+    assert!(bound.accuracy > 0.5 && bound.accuracy <= 1.0, "{bound:?}");
+    // It is a yardstick: the properties are gatemesh's alone, and a 5a
+    // miss names the bound beside gatemesh's figure.
+    let plain = run_scenario(Scenario::Steady, TINY, 11);
+    let properties = |r: &ScenarioReport| -> Vec<String> {
+        r.violations.iter().map(|v| v.property.clone()).collect()
+    };
+    assert_eq!(properties(&report), properties(&plain));
+    for v in report
+        .violations
+        .iter()
+        .filter(|v| v.property.starts_with("5a"))
+    {
+        assert!(
+            v.detail
+                .ends_with(&format!("(late-truth bound {:.4})", bound.accuracy)),
+            "{v:?}"
+        );
+    }
+    assert!(table(&report).contains("\nlate-truth "));
+
+    // Without the option, neither the table nor the JSON changes.
+    assert!(plain.late_truth.is_none());
+    assert!(!table(&plain).contains("late-truth"));
+    assert!(
+        !serde_json::to_string(&plain)
+            .unwrap()
+            .contains("late_truth")
+    );
+
+    let sweep = sweep_with(Scenario::Steady, TINY, 2, 2, with);
+    let mean = sweep.late_truth.as_ref().expect("the bound's mean");
+    assert_eq!(mean.policy, "late-truth");
+    assert!(sweep.under_95_but_bound_over.is_some());
+    assert!(
+        sweep_table(&sweep).contains("seeds under 95 % steady accuracy where late-truth reaches"),
+        "{}",
+        sweep_table(&sweep)
+    );
 }

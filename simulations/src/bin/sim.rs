@@ -1,8 +1,8 @@
 //! `gatemesh-sim`: run the deterministic cluster simulator.
 //!
 //! ```text
-//! gatemesh-sim run SCENARIO --seed N [--json] [--small]
-//! gatemesh-sim sweep SCENARIO --seeds N [--threads 2] [--json] [--small]
+//! gatemesh-sim run SCENARIO --seed N [--json] [--small] [--late-truth]
+//! gatemesh-sim sweep SCENARIO --seeds N [--threads 2] [--json] [--small] [--late-truth]
 //! gatemesh-sim list
 //! ```
 //! `SCENARIO` may be `all`. The same arguments print byte-identical output.
@@ -11,7 +11,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use simulations::sim::{Scenario, Size, run_scenario, sweep, sweep_table, table};
+use simulations::sim::{
+    RunOptions, Scenario, Size, run_scenario_with, sweep_table, sweep_with, table,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -38,6 +40,10 @@ enum Command {
         /// The small (test-sized) world instead of the full one.
         #[arg(long)]
         small: bool,
+        /// Also run the late-truth bound: routing on every orchestrator's
+        /// exact state a one-way delay late (a yardstick, not a gateway).
+        #[arg(long)]
+        late_truth: bool,
     },
     /// Run seeds 0..N of a scenario and aggregate.
     Sweep {
@@ -55,6 +61,10 @@ enum Command {
         /// The small (test-sized) world.
         #[arg(long)]
         small: bool,
+        /// Also run the late-truth bound: routing on every orchestrator's
+        /// exact state a one-way delay late (a yardstick, not a gateway).
+        #[arg(long)]
+        late_truth: bool,
     },
     /// List the scenarios.
     List,
@@ -93,11 +103,13 @@ fn real_main() -> anyhow::Result<bool> {
             seed,
             json,
             small,
+            late_truth,
         } => {
             let size = if small { Size::SMALL } else { Size::FULL };
+            let options = RunOptions { late_truth };
             let mut reports = Vec::new();
             for s in scenarios(&scenario)? {
-                let report = run_scenario(s, size, seed);
+                let report = run_scenario_with(s, size, seed, options);
                 all_held &= report.violations.is_empty();
                 if !json {
                     println!("{}", table(&report));
@@ -117,11 +129,13 @@ fn real_main() -> anyhow::Result<bool> {
             threads,
             json,
             small,
+            late_truth,
         } => {
             let size = if small { Size::SMALL } else { Size::FULL };
+            let options = RunOptions { late_truth };
             let mut reports = Vec::new();
             for s in scenarios(&scenario)? {
-                let report = sweep(s, size, seeds, threads);
+                let report = sweep_with(s, size, seeds, threads, options);
                 all_held &= report.failing.is_empty();
                 if !json {
                     println!("{}", sweep_table(&report));

@@ -129,6 +129,7 @@ impl Partitions {
     }
 }
 
+#[derive(Debug)]
 struct OrchState {
     up: bool,
     slowdown: f64,
@@ -170,6 +171,74 @@ struct Attempt {
     number: u64,
     resolved: bool,
     holding: bool,
+}
+
+/// Ground truth as a node could at best know it, for the late-truth bound
+/// ([`super::bound::LateTruthPolicy`]) and nothing else: whether each
+/// orchestrator could admit a job (up, with a free slot) as it was a one-way
+/// delay from the picking node ago, which is the freshest any message from
+/// the orchestrator could be. Its speed, price and reachability are as they
+/// are now (only faults change them). The engine builds it only for a
+/// policy whose [`RoutingPolicy::sees_truth`] says so; gatemesh and the
+/// baselines never see it.
+pub struct LateTruth<'a> {
+    now: SimTime,
+    availability: &'a [Vec<(u64, bool)>],
+    /// The picking node's round trip to each orchestrator, ms.
+    rtt_ms: &'a [f64],
+    mean_service_ms: &'a [f64],
+    orchs: &'a [OrchState],
+    orch_regions: Vec<RegionIdx>,
+    /// Per region, whether the picking node can reach it now.
+    reachable: Vec<bool>,
+    /// The picking node's region.
+    region: RegionIdx,
+    price_cap_wei_per_unit: i64,
+}
+
+impl std::fmt::Debug for LateTruth<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LateTruth")
+            .field("now", &self.now)
+            .field("orchestrators", &self.orchs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LateTruth<'_> {
+    /// How many orchestrators there are.
+    pub fn orchestrators(&self) -> usize {
+        self.orchs.len()
+    }
+
+    /// Whether `orch` could admit a job a one-way delay from the picking
+    /// node ago.
+    pub fn seen_free(&self, orch: OrchIdx) -> bool {
+        let seen_at = self.now.0.saturating_sub(us(self.rtt_ms[orch] / 2.0));
+        let log = &self.availability[orch];
+        match log.partition_point(|&(at, _)| at <= seen_at) {
+            0 => false,
+            i => log[i - 1].1,
+        }
+    }
+
+    /// Whether the job may go to `orch` at all: its price is under the cap
+    /// and its region is reachable from the picking node.
+    pub fn admissible(&self, orch: OrchIdx) -> bool {
+        self.orchs[orch].price_wei_per_unit <= self.price_cap_wei_per_unit
+            && self.reachable[self.orch_regions[orch]]
+    }
+
+    /// Whether `orch` is in the picking node's region.
+    pub fn is_home(&self, orch: OrchIdx) -> bool {
+        self.orch_regions[orch] == self.region
+    }
+
+    /// The true expected latency of `orch` from the picking node (round
+    /// trip + mean service time), the figure accuracy is judged by.
+    pub fn expected_ms(&self, orch: OrchIdx) -> f64 {
+        self.rtt_ms[orch] + self.mean_service_ms[orch] * self.orchs[orch].slowdown
+    }
 }
 
 /// One run of one policy.
@@ -483,11 +552,28 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
             return;
         }
         let decision = {
+            let truth = self.policy.sees_truth().then(|| {
+                let topo = &self.plan.config.topology;
+                LateTruth {
+                    now: self.now,
+                    availability: &self.availability,
+                    rtt_ms: &self.rtt_ms[node],
+                    mean_service_ms: &self.mean_service_ms,
+                    orchs: &self.orchs,
+                    orch_regions: topo.orchestrators.iter().map(|o| o.region).collect(),
+                    reachable: self
+                        .partitions
+                        .reachable_from(topo.nodes[node].region, topo.regions.len()),
+                    region: topo.nodes[node].region,
+                    price_cap_wei_per_unit: self.plan.config.workload.price_cap_wei_per_unit,
+                }
+            });
             let input = PickInput {
                 now: self.now,
                 node,
                 tried: &self.jobs[job].tried,
                 inflight: &self.nodes[node].inflight,
+                truth,
             };
             self.policy.pick(&input, &mut self.policy_rng)
         };
@@ -1335,5 +1421,55 @@ mod tests {
             remote_refused_though_free_at_send > 0,
             "a slot free when a remote node sent must sometimes be gone when the request arrives"
         );
+    }
+
+    #[test]
+    fn late_truth_shows_each_orchestrator_as_it_was_a_one_way_delay_ago() {
+        // Orchestrator 0 is 4 ms round trip away, orchestrator 1 is 150 ms;
+        // both fill at 100 ms and free again at 300 ms.
+        let availability = vec![
+            vec![(0, true), (100_000, false), (300_000, true)],
+            vec![(0, true), (100_000, false), (300_000, true)],
+        ];
+        let orchs: Vec<OrchState> = [10, 1_000]
+            .into_iter()
+            .map(|price| OrchState {
+                up: true,
+                slowdown: 1.0,
+                price_wei_per_unit: price,
+                in_service: 0,
+                holding: Vec::new(),
+            })
+            .collect();
+        let truth = |now_ms: u64| LateTruth {
+            now: SimTime::from_ms(now_ms as f64),
+            availability: &availability,
+            rtt_ms: &[4.0, 150.0],
+            mean_service_ms: &[300.0, 200.0],
+            orchs: &orchs,
+            orch_regions: vec![0, 1],
+            reachable: vec![true, true],
+            region: 0,
+            price_cap_wei_per_unit: 500,
+        };
+        let seen = |now_ms| {
+            let t = truth(now_ms);
+            (t.seen_free(0), t.seen_free(1))
+        };
+        assert_eq!(seen(50), (true, true));
+        // 2 ms after the change here, 75 ms there.
+        assert_eq!(seen(101), (true, true));
+        assert_eq!(seen(102), (false, true));
+        assert_eq!(seen(174), (false, true));
+        assert_eq!(seen(175), (false, false));
+        assert_eq!(seen(302), (true, false));
+        assert_eq!(seen(375), (true, true));
+        let t = truth(0);
+        assert_eq!(t.orchestrators(), 2);
+        assert!(t.is_home(0) && !t.is_home(1));
+        assert_eq!(t.expected_ms(0), 304.0);
+        assert_eq!(t.expected_ms(1), 350.0);
+        assert!(t.admissible(0));
+        assert!(!t.admissible(1), "over the price cap");
     }
 }

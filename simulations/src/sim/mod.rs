@@ -5,7 +5,9 @@
 //! clients sending jobs to their nearest region, and gossip of observation
 //! records with delay and loss — all in virtual time, driven by one seed.
 //! gatemesh runs the real `mesh-core` view and routing ([`gatemesh`]); the
-//! baselines ([`baseline`]) run in the same engine with the same retries.
+//! baselines ([`baseline`]) run in the same engine with the same retries;
+//! so, on request, does the late-truth bound ([`bound`]), a yardstick of
+//! routing on perfect knowledge that arrives as late as physics allows.
 //!
 //! - [`model`]: time, topology, workload, knobs; [`scenario`]: named fault
 //!   schedules; [`engine`]: the event loop; [`policy`]: the policy seam;
@@ -16,6 +18,7 @@
 //! ordered collections in anything that reaches the output.
 
 pub mod baseline;
+pub mod bound;
 pub mod engine;
 pub mod gatemesh;
 pub mod metrics;
@@ -28,7 +31,7 @@ pub mod scenario;
 pub use metrics::RunMetrics;
 pub use model::{SimConfig, SimTime, Size};
 pub use report::{
-    PolicyKind, ScenarioReport, SweepReport, replay_command, run_policy, run_scenario, sweep,
-    sweep_table, table,
+    PolicyKind, RunOptions, ScenarioReport, SweepReport, replay_command, run_policy, run_scenario,
+    run_scenario_with, sweep, sweep_table, sweep_with, table,
 };
 pub use scenario::{Plan, Scenario};

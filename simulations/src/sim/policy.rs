@@ -5,10 +5,13 @@
 //! [`RoutingPolicy::Gossip`] messages, which the engine delays, loses and
 //! partitions like the real mesh). The engine owns ground truth and never
 //! shows it to a policy: a policy learns only from discovery replies
-//! (`GetOrchestrator`), the outcomes of its own attempts and gossip.
+//! (`GetOrchestrator`), the outcomes of its own attempts and gossip. The one
+//! exception is the late-truth bound ([`super::bound`]), a yardstick rather
+//! than a gateway, which asks for [`PickInput::truth`].
 
 use std::rc::Rc;
 
+use super::engine::LateTruth;
 use super::model::{NodeIdx, OrchIdx, SimTime};
 use super::rng::SimRng;
 
@@ -23,6 +26,9 @@ pub struct PickInput<'a> {
     pub tried: &'a [OrchIdx],
     /// This node's in-flight attempts per orchestrator.
     pub inflight: &'a [u32],
+    /// Ground truth a one-way delay late, only for a policy whose
+    /// [`RoutingPolicy::sees_truth`] is true (the late-truth bound).
+    pub truth: Option<LateTruth<'a>>,
 }
 
 /// A policy's answer.
@@ -147,6 +153,12 @@ pub trait RoutingPolicy {
     /// (gatemesh's last resort; `None`: never).
     fn forward_after_attempts(&self) -> Option<usize> {
         None
+    }
+
+    /// Whether the engine shows this policy [`PickInput::truth`]: only the
+    /// late-truth bound, which is not a gateway but a yardstick.
+    fn sees_truth(&self) -> bool {
+        false
     }
 
     /// Whether this policy gossips at all (the engine skips housekeeping

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::baseline::{LivepeerPolicy, RandomPolicy, RoundRobinPolicy};
+use super::bound::LateTruthPolicy;
 use super::engine::Engine;
 use super::gatemesh::{GatemeshParams, GatemeshPolicy};
 use super::metrics::{RunMetrics, summarize};
@@ -62,6 +63,14 @@ pub fn run_policy(plan: &Plan, kind: PolicyKind) -> RunMetrics {
     }
 }
 
+/// What a run computes besides gatemesh and the baselines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Also run the late-truth bound ([`super::bound`]) and report it beside
+    /// the policies (it costs about one more policy run per seed).
+    pub late_truth: bool,
+}
+
 /// An acceptance property that did not hold.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Violation {
@@ -82,6 +91,10 @@ pub struct ScenarioReport {
     pub size: Size,
     /// Per policy, gatemesh first.
     pub results: Vec<RunMetrics>,
+    /// The late-truth bound, when asked for ([`RunOptions::late_truth`]):
+    /// a yardstick, not a policy gatemesh must beat.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub late_truth: Option<RunMetrics>,
     /// For `slow-orchestrator`: gatemesh's post-fault p99 in the same seed
     /// without the slow orchestrator.
     pub reference_p99_ms: Option<f64>,
@@ -101,23 +114,45 @@ pub fn replay_command(scenario: Scenario, size: Size, seed: u64) -> String {
 
 /// Run `scenario` at `size` for `seed` under every policy and check the properties.
 pub fn run_scenario(scenario: Scenario, size: Size, seed: u64) -> ScenarioReport {
+    run_scenario_with(scenario, size, seed, RunOptions::default())
+}
+
+/// [`run_scenario`], with the late-truth bound beside it if `options` ask.
+pub fn run_scenario_with(
+    scenario: Scenario,
+    size: Size,
+    seed: u64,
+    options: RunOptions,
+) -> ScenarioReport {
     let plan = Plan::new(scenario, size, seed);
     let results: Vec<RunMetrics> = PolicyKind::ALL
         .iter()
         .map(|&k| run_policy(&plan, k))
         .collect();
+    let late_truth = options
+        .late_truth
+        .then(|| run_with(&plan, LateTruthPolicy::new()));
     let reference_p99_ms = (scenario == Scenario::SlowOrchestrator).then(|| {
         let steady = Plan::new(Scenario::Steady, size, seed);
         let mut m = run_policy(&steady, PolicyKind::Gatemesh);
         // Same window as the faulty run: jobs after the fault instant.
         m.post_fault_p99_ms.take().unwrap_or(m.latency_p99_ms)
     });
-    let violations = check(&plan, &results, reference_p99_ms);
+    let mut violations = check(&plan, &results, reference_p99_ms);
+    if let Some(bound) = &late_truth {
+        for v in violations
+            .iter_mut()
+            .filter(|v| v.property.starts_with("5a"))
+        {
+            let _ = write!(v.detail, " (late-truth bound {:.4})", bound.accuracy);
+        }
+    }
     ScenarioReport {
         scenario: scenario.name().to_owned(),
         seed,
         size,
         results,
+        late_truth,
         reference_p99_ms,
         violations,
         replay: replay_command(scenario, size, seed),
@@ -254,7 +289,7 @@ pub fn table(report: &ScenarioReport) -> String {
         "back ms",
         "ok%fault"
     );
-    for m in &report.results {
+    for m in report.results.iter().chain(&report.late_truth) {
         let _ = writeln!(
             out,
             "{:<12} {:>6} {:>6} {:>8.1} {:>8.1} {:>7.2}% {:>7.2}% {:>7.3} {:>6.2} {:>8} {:>8} {:>8} {:>8}",
@@ -271,6 +306,12 @@ pub fn table(report: &ScenarioReport) -> String {
             opt(m.target_share_after_2s, 100.0, 2),
             opt(m.back_in_region_ms, 1.0, 0),
             opt(m.success_during_fault, 100.0, 2),
+        );
+    }
+    if report.late_truth.is_some() {
+        let _ = writeln!(
+            out,
+            "late-truth: a yardstick, not a gateway: exact state of every orchestrator, a one-way delay late"
         );
     }
     if let Some(r) = report.reference_p99_ms {
@@ -308,6 +349,14 @@ pub struct SweepReport {
     pub seeds: u64,
     /// Mean figures per policy over the seeds (gatemesh first).
     pub mean: Vec<RunMetrics>,
+    /// Mean figures of the late-truth bound, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub late_truth: Option<RunMetrics>,
+    /// When the bound ran: the seeds where gatemesh's steady accuracy is
+    /// under 95 % and the bound's is not (where knowing more would have
+    /// been enough).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub under_95_but_bound_over: Option<Vec<u64>>,
     /// Worst gatemesh figures over the seeds.
     pub worst: WorstCase,
     /// Seeds where a property failed, with what failed and how to replay.
@@ -343,6 +392,17 @@ pub struct FailingSeed {
 /// Run seeds `0..seeds` on `threads` threads; the result does not depend on
 /// the thread count or scheduling (reports are put back in seed order).
 pub fn sweep(scenario: Scenario, size: Size, seeds: u64, threads: usize) -> SweepReport {
+    sweep_with(scenario, size, seeds, threads, RunOptions::default())
+}
+
+/// [`sweep`], with the late-truth bound run for every seed if `options` ask.
+pub fn sweep_with(
+    scenario: Scenario,
+    size: Size,
+    seeds: u64,
+    threads: usize,
+    options: RunOptions,
+) -> SweepReport {
     let threads = threads.max(1);
     // Each worker takes the next seed when it is done with one (seeds differ
     // in cost, a fixed split would leave a core idle at the end); reports are
@@ -359,7 +419,7 @@ pub fn sweep(scenario: Scenario, size: Size, seeds: u64, threads: usize) -> Swee
                         if seed >= seeds {
                             break done;
                         }
-                        done.push(run_scenario(scenario, size, seed));
+                        done.push(run_scenario_with(scenario, size, seed, options));
                     }
                 })
             })
@@ -373,47 +433,63 @@ pub fn sweep(scenario: Scenario, size: Size, seeds: u64, threads: usize) -> Swee
     aggregate(scenario, seeds, &reports)
 }
 
-fn aggregate(scenario: Scenario, seeds: u64, reports: &[ScenarioReport]) -> SweepReport {
-    let n = reports.len().max(1) as f64;
-    let policies = reports.first().map_or(0, |r| r.results.len());
-    let mean_opt = |xs: Vec<Option<f64>>| -> Option<f64> {
-        let v: Vec<f64> = xs.into_iter().flatten().collect();
-        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-    };
+/// The mean of one policy's figures over seeds (totals for counts).
+fn mean_metrics(col: &[&RunMetrics]) -> RunMetrics {
+    let n = col.len().max(1) as f64;
     let round = |x: f64| (x * 1e4).round() / 1e4;
+    let avg = |f: &dyn Fn(&RunMetrics) -> f64| round(col.iter().map(|m| f(m)).sum::<f64>() / n);
+    let avg_opt = |f: &dyn Fn(&RunMetrics) -> Option<f64>| {
+        let v: Vec<f64> = col.iter().filter_map(|m| f(m)).collect();
+        (!v.is_empty()).then(|| round(v.iter().sum::<f64>() / v.len() as f64))
+    };
+    RunMetrics {
+        policy: col.first().map(|m| m.policy.clone()).unwrap_or_default(),
+        jobs: col.iter().map(|m| m.jobs).sum(),
+        failed: col.iter().map(|m| m.failed).sum(),
+        latency_p50_ms: avg(&|m| m.latency_p50_ms),
+        latency_p99_ms: avg(&|m| m.latency_p99_ms),
+        accuracy: avg(&|m| m.accuracy),
+        accuracy_on_arrival: avg(&|m| m.accuracy_on_arrival),
+        in_region: avg(&|m| m.in_region),
+        load_deviation: avg(&|m| m.load_deviation),
+        attempts_per_job: avg(&|m| m.attempts_per_job),
+        over_cap_picks: col.iter().map(|m| m.over_cap_picks).sum(),
+        avoid_ms: avg_opt(&|m| m.avoid_ms),
+        target_share_after_2s: avg_opt(&|m| m.target_share_after_2s),
+        post_fault_p99_ms: avg_opt(&|m| m.post_fault_p99_ms),
+        success_during_fault: avg_opt(&|m| m.success_during_fault),
+        back_in_region_ms: avg_opt(&|m| m.back_in_region_ms),
+        oscillations: Some(col.iter().filter_map(|m| m.oscillations).sum()),
+        propagation_p50_ms: avg_opt(&|m| m.propagation_p50_ms),
+        propagation_p99_ms: avg_opt(&|m| m.propagation_p99_ms),
+        forwarded: col.iter().map(|m| m.forwarded).sum(),
+        events: col.iter().map(|m| m.events).sum(),
+    }
+}
+
+fn aggregate(scenario: Scenario, seeds: u64, reports: &[ScenarioReport]) -> SweepReport {
+    let policies = reports.first().map_or(0, |r| r.results.len());
     let mean = (0..policies)
         .map(|p| {
             let col: Vec<&RunMetrics> = reports.iter().map(|r| &r.results[p]).collect();
-            let avg =
-                |f: &dyn Fn(&RunMetrics) -> f64| round(col.iter().map(|m| f(m)).sum::<f64>() / n);
-            let avg_opt = |f: &dyn Fn(&RunMetrics) -> Option<f64>| {
-                mean_opt(col.iter().map(|m| f(m)).collect()).map(round)
-            };
-            RunMetrics {
-                policy: col[0].policy.clone(),
-                jobs: col.iter().map(|m| m.jobs).sum(),
-                failed: col.iter().map(|m| m.failed).sum(),
-                latency_p50_ms: avg(&|m| m.latency_p50_ms),
-                latency_p99_ms: avg(&|m| m.latency_p99_ms),
-                accuracy: avg(&|m| m.accuracy),
-                accuracy_on_arrival: avg(&|m| m.accuracy_on_arrival),
-                in_region: avg(&|m| m.in_region),
-                load_deviation: avg(&|m| m.load_deviation),
-                attempts_per_job: avg(&|m| m.attempts_per_job),
-                over_cap_picks: col.iter().map(|m| m.over_cap_picks).sum(),
-                avoid_ms: avg_opt(&|m| m.avoid_ms),
-                target_share_after_2s: avg_opt(&|m| m.target_share_after_2s),
-                post_fault_p99_ms: avg_opt(&|m| m.post_fault_p99_ms),
-                success_during_fault: avg_opt(&|m| m.success_during_fault),
-                back_in_region_ms: avg_opt(&|m| m.back_in_region_ms),
-                oscillations: Some(col.iter().filter_map(|m| m.oscillations).sum()),
-                propagation_p50_ms: avg_opt(&|m| m.propagation_p50_ms),
-                propagation_p99_ms: avg_opt(&|m| m.propagation_p99_ms),
-                forwarded: col.iter().map(|m| m.forwarded).sum(),
-                events: col.iter().map(|m| m.events).sum(),
-            }
+            mean_metrics(&col)
         })
         .collect();
+    let bounds: Vec<&RunMetrics> = reports
+        .iter()
+        .filter_map(|r| r.late_truth.as_ref())
+        .collect();
+    let late_truth = (!bounds.is_empty()).then(|| mean_metrics(&bounds));
+    let under_95_but_bound_over = late_truth.is_some().then(|| {
+        reports
+            .iter()
+            .filter(|r| {
+                r.violations.iter().any(|v| v.property.starts_with("5a"))
+                    && r.late_truth.as_ref().is_some_and(|b| b.accuracy >= 0.95)
+            })
+            .map(|r| r.seed)
+            .collect()
+    });
     let gm: Vec<&RunMetrics> = reports.iter().filter_map(|r| r.results.first()).collect();
     let max_opt = |xs: Vec<Option<f64>>| xs.into_iter().flatten().max_by(f64::total_cmp);
     let worst = WorstCase {
@@ -444,6 +520,8 @@ fn aggregate(scenario: Scenario, seeds: u64, reports: &[ScenarioReport]) -> Swee
         scenario: scenario.name().to_owned(),
         seeds,
         mean,
+        late_truth,
+        under_95_but_bound_over,
         worst,
         failing,
     }
@@ -472,7 +550,7 @@ pub fn sweep_table(report: &SweepReport) -> String {
         "tgt%>2s",
         "back ms"
     );
-    for m in &report.mean {
+    for m in report.mean.iter().chain(&report.late_truth) {
         let _ = writeln!(
             out,
             "{:<12} {:>8} {:>7} {:>8.1} {:>8.1} {:>7.2}% {:>7.2}% {:>7.3} {:>8} {:>8} {:>8}",
@@ -487,6 +565,18 @@ pub fn sweep_table(report: &SweepReport) -> String {
             opt(m.avoid_ms, 1.0, 0),
             opt(m.target_share_after_2s, 100.0, 2),
             opt(m.back_in_region_ms, 1.0, 0),
+        );
+    }
+    if let Some(seeds) = &report.under_95_but_bound_over {
+        let _ = writeln!(
+            out,
+            "late-truth: a yardstick, not a gateway: exact state of every orchestrator, a one-way delay late"
+        );
+        let _ = writeln!(
+            out,
+            "seeds under 95 % steady accuracy where late-truth reaches 95 %: {} {:?}",
+            seeds.len(),
+            seeds
         );
     }
     let w = &report.worst;
