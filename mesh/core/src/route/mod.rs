@@ -178,7 +178,13 @@ pub struct RouteConfig {
     pub price_weight: f64,
     /// While free slots remain, the score grows by this × load (a
     /// tie-break between equally fast orchestrators, small enough that it
-    /// never sends work to a clearly slower one).
+    /// never sends work to a clearly slower one). It adds to the noise of
+    /// measured latencies, so it stays well under the 10 % by which a pick
+    /// counts as accurate: at 0.1 a 3/4-busy orchestrator lost to a free one
+    /// up to 7.5 % slower, and steady accuracy in the simulator was 96.48 %
+    /// over 200 seeds (22 under 95 %); at 0.02 it is 96.74 % (18), with 0.01
+    /// and 0.03 the same within 0.01 point. At 0 there is no tie-break and
+    /// one seed's nodes herded (worst seed 67 %).
     pub free_slot_load_weight: f64,
     /// Score multiplier for an orchestrator with a preferred GPU.
     pub gpu_preferred_factor: f64,
@@ -217,7 +223,7 @@ impl Default for RouteConfig {
             price_weight: 0.02,
             gpu_preferred_factor: 0.8,
             other_region_factor: 1.5,
-            free_slot_load_weight: 0.1,
+            free_slot_load_weight: 0.02,
             busy_hold_ms: 50,
         }
     }
