@@ -96,12 +96,27 @@ const STEADY_ACCEPTANCE: Size = Size {
     ..Size::FULL
 };
 
+/// How far gatemesh may trail the late-truth bound (routing on every
+/// orchestrator's exact state a one-way delay late) on that run: 0.64
+/// points today, 1.27 with the load tie-break at 0.1. Over 1,000 full-length
+/// seeds it trails by 0.31 points on average (2.5 on seed 971). A routing
+/// change that wastes what the node can know shows here first.
+const MAX_POINTS_BEHIND_LATE_TRUTH: f64 = 1.0;
+
 #[test]
 fn property_5a_steady_accuracy_at_least_95_percent() {
-    let report = run_scenario(Scenario::Steady, STEADY_ACCEPTANCE, SEED);
+    let options = RunOptions { late_truth: true };
+    let report = run_scenario_with(Scenario::Steady, STEADY_ACCEPTANCE, SEED, options);
     println!("{}", table(&report));
     let v = violations(&report, "5a");
     assert!(v.is_empty(), "{v:#?}");
+    let gatemesh = report.results[0].accuracy;
+    let bound = report.late_truth.as_ref().map_or(0.0, |b| b.accuracy);
+    assert!(
+        gatemesh * 100.0 >= bound * 100.0 - MAX_POINTS_BEHIND_LATE_TRUTH,
+        "gatemesh {gatemesh:.4} trails the late-truth bound {bound:.4} by more than \
+         {MAX_POINTS_BEHIND_LATE_TRUTH:.1} points"
+    );
 }
 
 #[test]
