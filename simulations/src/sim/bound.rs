@@ -42,13 +42,8 @@ impl LateTruthPolicy {
     /// The bound with gatemesh's own preference for home
     /// ([`mesh_core::RouteConfig::other_region_factor`]).
     pub fn new() -> Self {
-        Self::with_other_region_factor(mesh_core::RouteConfig::default().other_region_factor)
-    }
-
-    /// The bound with another preference for home (1.0: none).
-    pub fn with_other_region_factor(other_region_factor: f64) -> Self {
         Self {
-            other_region_factor,
+            other_region_factor: mesh_core::RouteConfig::default().other_region_factor,
             candidates: Vec::new(),
         }
     }

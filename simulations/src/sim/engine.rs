@@ -12,7 +12,7 @@ use std::collections::BinaryHeap;
 use std::rc::Rc;
 
 use super::metrics::{JobRecord, PickRecord, RunLog};
-use super::model::{NodeIdx, OrchIdx, RegionIdx, SimTime, us};
+use super::model::{NodeIdx, OrchIdx, OrchSpec, RegionIdx, SimTime, us};
 use super::policy::{
     AttemptReport, FailureKind, PickDecision, PickInput, ProbeReply, ProbeResult, RoutingPolicy,
 };
@@ -188,7 +188,7 @@ pub struct LateTruth<'a> {
     rtt_ms: &'a [f64],
     mean_service_ms: &'a [f64],
     orchs: &'a [OrchState],
-    orch_regions: Vec<RegionIdx>,
+    specs: &'a [OrchSpec],
     /// Per region, whether the picking node can reach it now.
     reachable: Vec<bool>,
     /// The picking node's region.
@@ -226,19 +226,29 @@ impl LateTruth<'_> {
     /// and its region is reachable from the picking node.
     pub fn admissible(&self, orch: OrchIdx) -> bool {
         self.orchs[orch].price_wei_per_unit <= self.price_cap_wei_per_unit
-            && self.reachable[self.orch_regions[orch]]
+            && self.reachable[self.specs[orch].region]
     }
 
     /// Whether `orch` is in the picking node's region.
     pub fn is_home(&self, orch: OrchIdx) -> bool {
-        self.orch_regions[orch] == self.region
+        self.specs[orch].region == self.region
     }
 
     /// The true expected latency of `orch` from the picking node (round
     /// trip + mean service time), the figure accuracy is judged by.
     pub fn expected_ms(&self, orch: OrchIdx) -> f64 {
-        self.rtt_ms[orch] + self.mean_service_ms[orch] * self.orchs[orch].slowdown
+        expected_latency_ms(
+            self.rtt_ms[orch],
+            self.mean_service_ms[orch],
+            self.orchs[orch].slowdown,
+        )
     }
+}
+
+/// The true expected latency of an orchestrator from a node, the figure
+/// every pick is judged by: the round trip plus the mean service time.
+fn expected_latency_ms(rtt_ms: f64, mean_service_ms: f64, slowdown: f64) -> f64 {
+    rtt_ms + mean_service_ms * slowdown
 }
 
 /// One run of one policy.
@@ -560,7 +570,7 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
                     rtt_ms: &self.rtt_ms[node],
                     mean_service_ms: &self.mean_service_ms,
                     orchs: &self.orchs,
-                    orch_regions: topo.orchestrators.iter().map(|o| o.region).collect(),
+                    specs: &topo.orchestrators,
                     reachable: self
                         .partitions
                         .reachable_from(topo.nodes[node].region, topo.regions.len()),
@@ -671,7 +681,11 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
             && reachable[spec.region];
         (
             available,
-            self.rtt_ms[node][orch] + self.mean_service_ms[orch] * o.slowdown,
+            expected_latency_ms(
+                self.rtt_ms[node][orch],
+                self.mean_service_ms[orch],
+                o.slowdown,
+            ),
         )
     }
 
@@ -740,7 +754,7 @@ impl<'p, P: RoutingPolicy> Engine<'p, P> {
                     && price[o] <= cap
                     && *cursor > 0
                     && log[*cursor - 1].1;
-                let expected = rtt_ms + self.mean_service_ms[o] * slowdown[o];
+                let expected = expected_latency_ms(rtt_ms, self.mean_service_ms[o], slowdown[o]);
                 if available {
                     best = best.min(expected);
                 }
@@ -1441,13 +1455,25 @@ mod tests {
                 holding: Vec::new(),
             })
             .collect();
+        let specs: Vec<OrchSpec> = [0, 1]
+            .into_iter()
+            .map(|region| OrchSpec {
+                name: format!("o{region}"),
+                region,
+                gpu: "NVIDIA A100",
+                service_median_ms: 200.0,
+                capacity: 1,
+                price_wei_per_unit: 10,
+                local_rtt_ms: 2.0,
+            })
+            .collect();
         let truth = |now_ms: u64| LateTruth {
             now: SimTime::from_ms(now_ms as f64),
             availability: &availability,
             rtt_ms: &[4.0, 150.0],
             mean_service_ms: &[300.0, 200.0],
             orchs: &orchs,
-            orch_regions: vec![0, 1],
+            specs: &specs,
             reachable: vec![true, true],
             region: 0,
             price_cap_wei_per_unit: 500,
